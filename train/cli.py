@@ -1,0 +1,102 @@
+"""``python -m train TASK``: train a classifier from the real dataset with one command.
+
+Examples::
+
+    python -m train digits --data-dir ../shared/datasets
+    DATA_DIR=../shared/datasets python -m train fruits --classes "Cherry 3,Plum 5"
+    python -m train handsigns --epochs 80 --image-size 96
+    python -m train digits --embedded          # no files, no internet: scikit-learn's digits
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from device.errors import UserError
+from device.tasks import TASKS
+
+
+def common_options() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    data = parent.add_argument_group("data")
+    data.add_argument("--data-dir", help="folder holding digits/, fruits/, handsigns/ "
+                      "(default: $DATA_DIR; if unset, download when online)")
+    data.add_argument("--limit-per-class", type=int, metavar="N",
+                      help="use at most N training images per class (quick runs)")
+    data.add_argument("--val-split", type=float, default=0.1,
+                      help="fraction of the training data held out for validation (default 0.1)")
+    model = parent.add_argument_group("model and recipe (defaults depend on the task)")
+    model.add_argument("--arch", default="convnet", choices=["convnet", "mobilenetv3small"],
+                       help="small from-scratch convnet (default) or a MobileNetV3-Small backbone")
+    model.add_argument("--weights", metavar="FILE|imagenet",
+                       help="backbone weights for mobilenetv3small: a local .h5 file offline, "
+                            "or 'imagenet' to download")
+    model.add_argument("--image-size", type=int, metavar="PX", help="input side in pixels")
+    model.add_argument("--epochs", type=int)
+    model.add_argument("--batch-size", type=int)
+    model.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
+    model.add_argument("--label-smoothing", type=float)
+    run = parent.add_argument_group("run")
+    run.add_argument("--seed", type=int, default=42, help="seed for splits, init and augmentation")
+    run.add_argument("--strategy", default="auto", choices=["auto", "mirrored", "multiworker"],
+                     help="tf.distribute strategy; auto = mirrored when >1 GPU is visible")
+    run.add_argument("--mixed-precision", default="auto", choices=["auto", "on", "off"],
+                     help="mixed float16 (auto: on when a GPU is present)")
+    run.add_argument("--out", default="artifacts", help="artifacts root (default: artifacts/)")
+    return parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from train.trainer import DEFAULTS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m train", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
+    parent = common_options()
+    for name, spec in TASKS.items():
+        d = DEFAULTS[name]
+        sub = tasks.add_parser(
+            name, parents=[parent], help=spec.description,
+            description=f"Train the {name} classifier ({spec.description}). Defaults: "
+                        f"{d['epochs']} epochs, batch {d['batch_size']}, lr {d['learning_rate']}, "
+                        f"input {spec.size}px {spec.colour}. Writes artifacts/{name}/: model.keras, "
+                        "metrics.json, history.png, confusion.png, logs/ (TensorBoard).")
+        if name == "digits":
+            sub.add_argument("--embedded", action="store_true",
+                             help="train on scikit-learn's bundled digits (no files, no internet)")
+        if name == "fruits":
+            sub.add_argument("--classes", help="comma-separated class folder names (default: the "
+                             "classic 16 when present, else every class found)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    from train.data import resolve_data_dir
+    from train.trainer import TrainConfig, train
+
+    try:
+        embedded = getattr(args, "embedded", False)
+        classes = getattr(args, "classes", None)
+        config = TrainConfig(
+            task=args.task, data_dir=None if embedded else resolve_data_dir(args.data_dir),
+            embedded=embedded,
+            classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+            arch=args.arch, weights=args.weights, image_size=args.image_size, epochs=args.epochs,
+            batch_size=args.batch_size, learning_rate=args.learning_rate,
+            label_smoothing=args.label_smoothing, val_split=args.val_split,
+            limit_per_class=args.limit_per_class, seed=args.seed, strategy=args.strategy,
+            mixed_precision=args.mixed_precision, out_dir=Path(args.out))
+        train(config)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: previous artifacts left as they were", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,128 @@
+"""Model builders: a small convnet per task (sized for a Pi) and an optional MobileNetV3-Small.
+
+Augmentation lives in a separate Keras model that wraps the core only while training
+(:func:`with_augmentation`), so it runs on the GPU when there is one and the saved
+``model.keras`` is the clean core that export and the device see.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+from keras import layers
+
+from device.errors import UserError
+
+
+@dataclass(frozen=True)
+class ConvnetPlan:
+    """A Conv2D/BatchNorm/MaxPooling/Dropout stack: ``blocks`` lists each block's conv widths."""
+
+    blocks: tuple[tuple[int, ...], ...]
+    head: str  # "flatten" keeps spatial detail (digits); "gap" is small and shift-tolerant
+    dense: int
+    dropout: float
+
+
+PLANS = {
+    "digits": ConvnetPlan(blocks=((32, 32), (64, 64)), head="flatten", dense=128, dropout=0.4),
+    "fruits": ConvnetPlan(blocks=((16,), (32,), (64,), (128,)), head="gap", dense=0, dropout=0.3),
+    "handsigns": ConvnetPlan(blocks=((32, 32), (64, 64), (128, 128), (256,)), head="gap", dense=0,
+                             dropout=0.4),
+}
+
+ARCHITECTURES = ("convnet", "mobilenetv3small")
+
+
+def conv_bn_relu(x, filters: int, name: str):
+    """3x3 convolution + BatchNorm + ReLU: BatchNorm folds into the conv at export time."""
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def build_convnet(task: str, input_shape: tuple[int, int, int], n_classes: int) -> keras.Model:
+    plan = PLANS[task]
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    for b, widths in enumerate(plan.blocks):
+        for c, filters in enumerate(widths):
+            x = conv_bn_relu(x, filters, f"block{b + 1}_{c + 1}")
+        x = layers.MaxPooling2D(name=f"block{b + 1}_pool")(x)
+    if plan.head == "flatten":
+        x = layers.Flatten(name="flatten")(x)
+    else:
+        x = layers.GlobalAveragePooling2D(name="gap")(x)
+    x = layers.Dropout(plan.dropout, name="dropout")(x)
+    if plan.dense:
+        x = layers.Dense(plan.dense, activation="relu", name="dense")(x)
+        x = layers.Dropout(plan.dropout, name="dropout_dense")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probs", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name=f"{task}_convnet")
+
+
+def build_mobilenetv3small(input_shape: tuple[int, int, int], n_classes: int,
+                           weights: str | None) -> keras.Model:
+    """MobileNetV3-Small backbone; ``weights`` is an ImageNet .h5/.weights.h5 file, 'imagenet'
+    (downloads, online only) or None (random init). Gray inputs are tiled to 3 channels."""
+    if weights not in (None, "imagenet"):
+        from pathlib import Path
+        if not Path(weights).is_file():
+            raise UserError(f"--weights file {weights} does not exist: download the Keras "
+                            "MobileNetV3-Small ImageNet weights (no-top) and pass their path")
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    if input_shape[-1] == 1:
+        x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
+    # The Keras application expects 0..255 and rescales internally; our inputs are 0..1.
+    x = layers.Rescaling(255.0, name="to_0_255")(x)
+    try:
+        backbone = keras.applications.MobileNetV3Small(
+            input_shape=(*input_shape[:2], 3), include_top=False, weights=weights,
+            include_preprocessing=True, pooling="avg", minimalistic=False)
+    except Exception as exc:  # noqa: BLE001 - download or file errors, shown as one line
+        raise UserError(f"cannot load MobileNetV3-Small weights {weights!r} ({exc}): pass a local "
+                        "weights file with --weights PATH when offline") from None
+    x = backbone(x)
+    x = layers.Dropout(0.2, name="dropout")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name="probs", dtype="float32")(x)
+    return keras.Model(inputs, outputs, name="mobilenetv3small")
+
+
+def build_model(task: str, arch: str, input_shape: tuple[int, int, int], n_classes: int,
+                weights: str | None = None) -> keras.Model:
+    if arch == "convnet":
+        return build_convnet(task, input_shape, n_classes)
+    if arch == "mobilenetv3small":
+        return build_mobilenetv3small(input_shape, n_classes, weights)
+    raise UserError(f"unknown --arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+
+
+def augmentation(task: str, seed: int) -> keras.Sequential:
+    """Augmentations that match what a camera does to each task's subject."""
+    if task == "digits":
+        steps = [layers.RandomRotation(0.03, fill_mode="constant", seed=seed),
+                 layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
+                 layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 2)]
+    elif task == "fruits":
+        steps = [layers.RandomFlip("horizontal_and_vertical", seed=seed),
+                 layers.RandomRotation(0.1, fill_mode="reflect", seed=seed + 1),
+                 layers.RandomZoom((-0.1, 0.2), fill_mode="reflect", seed=seed + 2),
+                 layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 3),
+                 layers.RandomContrast(0.2, seed=seed + 4)]
+    else:
+        steps = [layers.RandomFlip("horizontal", seed=seed),
+                 layers.RandomRotation(0.08, fill_mode="reflect", seed=seed + 1),
+                 layers.RandomZoom((-0.25, 0.15), fill_mode="reflect", seed=seed + 2),
+                 layers.RandomTranslation(0.1, 0.1, fill_mode="reflect", seed=seed + 3),
+                 layers.RandomBrightness(0.25, value_range=(0.0, 1.0), seed=seed + 4),
+                 layers.RandomContrast(0.3, seed=seed + 5)]
+    return keras.Sequential(steps, name="augment")
+
+
+def with_augmentation(core: keras.Model, task: str, seed: int) -> keras.Model:
+    """The training-time model: augmentation (active only in training) then the core."""
+    inputs = keras.Input(shape=core.input_shape[1:], name="image")
+    outputs = core(augmentation(task, seed)(inputs))
+    return keras.Model(inputs, outputs, name=f"{core.name}_train")

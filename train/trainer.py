@@ -1,0 +1,230 @@
+"""One training run: data -> split -> model -> fit -> test metrics -> artifacts/<task>/.
+
+Nothing is written until training and evaluation succeed, and each file is written atomically,
+so a failed or interrupted run leaves the previous artifacts as they were.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from device.atomic import atomic_path, write_json
+from device.errors import UserError
+from device.preprocess import to_input
+from device.tasks import get_task
+from train.data import Dataset, load_dataset
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a run; recorded in metrics.json so a result can be reproduced."""
+
+    task: str
+    data_dir: Path | None = None
+    embedded: bool = False
+    classes: list[str] | None = None
+    arch: str = "convnet"
+    weights: str | None = None
+    image_size: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    label_smoothing: float | None = None
+    val_split: float = 0.1
+    limit_per_class: int | None = None
+    seed: int = 42
+    strategy: str = "auto"
+    mixed_precision: str = "auto"
+    out_dir: Path = Path("artifacts")
+    verbose: int | str = "auto"
+    extra: dict = field(default_factory=dict)
+
+
+#: Per-task recipe defaults; each is overridable on the command line.
+DEFAULTS = {
+    "digits": {"epochs": 12, "batch_size": 128, "learning_rate": 2e-3, "label_smoothing": 0.0},
+    "fruits": {"epochs": 15, "batch_size": 64, "learning_rate": 2e-3, "label_smoothing": 0.0},
+    "handsigns": {"epochs": 60, "batch_size": 32, "learning_rate": 2e-3, "label_smoothing": 0.1},
+}
+
+
+def resolved(config: TrainConfig) -> TrainConfig:
+    """Fill the unset recipe fields from :data:`DEFAULTS` and the task's input size."""
+    task = get_task(config.task)
+    for key, value in DEFAULTS[task.name].items():
+        if getattr(config, key) is None:
+            setattr(config, key, value)
+    config.image_size = config.image_size or task.size
+    if config.epochs < 1 or config.batch_size < 1 or config.learning_rate <= 0:
+        raise UserError("--epochs, --batch-size and --lr must be positive")
+    if not 0.0 < config.val_split < 0.5:
+        raise UserError(f"--val-split {config.val_split} must be between 0 and 0.5")
+    return config
+
+
+def limit_per_class(x: np.ndarray, y: np.ndarray, limit: int | None, seed: int):
+    """At most ``limit`` images per class, seeded: quick runs (tests, smoke) stay balanced."""
+    if not limit:
+        return x, y
+    rng = np.random.default_rng(seed)
+    keep = np.concatenate([rng.permutation(np.flatnonzero(y == c))[:limit] for c in np.unique(y)])
+    keep.sort()
+    return x[keep], y[keep]
+
+
+def split_validation(x: np.ndarray, y: np.ndarray, fraction: float, seed: int):
+    """A stratified, seeded validation split carved from the training data (never the test set)."""
+    from sklearn.model_selection import train_test_split
+
+    return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
+
+
+def choose_strategy(name: str):
+    """``auto``: MirroredStrategy with more than one GPU, else the default strategy."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if name == "auto":
+        return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        if "TF_CONFIG" not in os.environ:
+            raise UserError("--strategy multiworker needs TF_CONFIG describing the cluster "
+                            "(see tf.distribute.MultiWorkerMirroredStrategy)")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise UserError(f"unknown --strategy {name!r}: choose auto, mirrored or multiworker")
+
+
+def use_mixed_precision(setting: str) -> bool:
+    """Mixed float16 only helps on a GPU with tensor cores; on a CPU it slows training down."""
+    import tensorflow as tf
+
+    if setting == "auto":
+        return bool(tf.config.list_physical_devices("GPU"))
+    return setting == "on"
+
+
+def make_datasets(x_train, y_train, x_val, y_val, n_classes: int, batch_size: int, seed: int):
+    import tensorflow as tf
+
+    def pipeline(x, y, training: bool):
+        ds = tf.data.Dataset.from_tensor_slices((x, np.eye(n_classes, dtype=np.float32)[y]))
+        if training:
+            ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+    return pipeline(x_train, y_train, True), pipeline(x_val, y_val, False)
+
+
+def float32_copy(model, build):
+    """Rebuild ``model`` under the float32 policy with the same weights, for export."""
+    import keras
+
+    keras.mixed_precision.set_global_policy("float32")
+    twin = build()
+    twin.set_weights(model.get_weights())
+    return twin
+
+
+def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
+    """Run one training; return metrics (also written to ``out_dir/<task>/metrics.json``)."""
+    import keras
+    import tensorflow as tf
+
+    config = resolved(config)
+    task = get_task(config.task)
+    spec = task.preprocessing(config.image_size)
+    strategy = choose_strategy(config.strategy)
+    keras.utils.set_random_seed(config.seed)
+
+    started = time.time()
+    data = dataset or load_dataset(task.name, config.data_dir, config.image_size, config.classes,
+                                   config.embedded)
+    x_all, y_all = limit_per_class(data.x_train, data.y_train, config.limit_per_class, config.seed)
+    x_train, x_val, y_train, y_val = split_validation(x_all, y_all, config.val_split, config.seed)
+    n_classes = len(data.labels)
+    print(f"{task.name}: {len(x_train)} train / {len(x_val)} validation / {len(data.x_test)} test "
+          f"images, {n_classes} classes, input {spec['size'][0]}x{spec['size'][1]}x"
+          f"{spec['channels']} from {data.source}", flush=True)
+
+    mixed = use_mixed_precision(config.mixed_precision)
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    input_shape = (*spec["size"], spec["channels"])
+
+    def build():
+        from train.models import build_model
+        return build_model(task.name, config.arch, input_shape, n_classes, config.weights)
+
+    batch_size = config.batch_size * strategy.num_replicas_in_sync
+    train_ds, val_ds = make_datasets(to_input(x_train, spec), y_train, to_input(x_val, spec),
+                                     y_val, n_classes, batch_size, config.seed)
+    steps = config.epochs * int(np.ceil(len(x_train) / batch_size))
+    with strategy.scope():
+        from train.models import with_augmentation
+        core = build()
+        model = with_augmentation(core, task.name, config.seed)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, decay_steps=max(1, steps - steps // 20), warmup_target=config.learning_rate,
+            warmup_steps=max(1, steps // 20))
+        model.compile(optimizer=keras.optimizers.AdamW(schedule, weight_decay=1e-4),
+                      loss=keras.losses.CategoricalCrossentropy(
+                          label_smoothing=config.label_smoothing),
+                      metrics=["accuracy"])
+    core.summary(print_fn=lambda line, **_: print(line), line_length=90)
+
+    out = Path(config.out_dir) / task.name
+    logs = out / "logs"
+    verbose = config.verbose if config.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
+    fit_started = time.time()
+    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
+                        callbacks=[keras.callbacks.TensorBoard(log_dir=str(logs))])
+    train_seconds = time.time() - fit_started
+
+    final = float32_copy(core, build) if mixed else core
+    probs = final.predict(to_input(data.x_test, spec), batch_size=256, verbose=0)
+    from train.report import classification_metrics, plot_confusion, plot_history, versions
+
+    test = classification_metrics(data.y_test, probs, data.labels)
+    metrics = {
+        "task": task.name,
+        "labels": data.labels,
+        "preprocessing": spec,
+        "arch": config.arch,
+        "parameters": int(final.count_params()),
+        "test": test,
+        "validation_accuracy": float(history.history["val_accuracy"][-1]),
+        "dataset": {"source": data.source, "notes": data.notes, **data.counts(),
+                    "validation_total": int(len(x_val))},
+        "training_seconds": round(train_seconds, 1),
+        "total_seconds": round(time.time() - started, 1),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},
+        "devices": [d.name for d in tf.config.list_physical_devices()],
+        "mixed_precision": mixed,
+        "replicas": strategy.num_replicas_in_sync,
+        "versions": versions(),
+    }
+    save_artifacts(out, final, metrics, history.history)
+    print(f"{task.name}: test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after "
+          f"{train_seconds:.0f} s of training -> {out}/model.keras", flush=True)
+    return metrics
+
+
+def save_artifacts(out: Path, model, metrics: dict, history: dict) -> None:
+    """model.keras, metrics.json and the two plots, each atomically; the model goes first so a
+    metrics.json on disk always describes the model beside it."""
+    from train.report import plot_confusion, plot_history
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "model.keras", suffix=".keras") as tmp:
+        model.save(tmp)
+    write_json(out / "metrics.json", metrics)
+    plot_history(history, out / "history.png")
+    plot_confusion(metrics["test"]["confusion_matrix"], metrics["labels"], out / "confusion.png",
+                   f"{metrics['task']}: test accuracy {metrics['test']['accuracy']:.2%}")

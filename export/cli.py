@@ -1,0 +1,60 @@
+"""``python -m export TASK``: quantise and export a trained model into a self-contained bundle.
+
+Examples::
+
+    python -m export digits                          # every default format + report
+    python -m export fruits --formats tflite-int8,onnx-int8
+    python -m export handsigns --int8-io uint8       # uint8 input/output for the int8 TFLite
+
+Reads artifacts/TASK/model.keras (from `python -m train TASK`) and writes artifacts/TASK/bundle/:
+model files, metadata.json (labels, preprocessing, checksums), samples.npz, report.md/.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from device.errors import UserError
+from device.tasks import TASKS
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from export.formats import DEFAULT_FORMATS, FORMATS
+
+    parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="TASK")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--artifacts", default="artifacts", help="artifacts root")
+    common.add_argument("--data-dir", help="dataset folder (default: as the model was trained)")
+    for name, spec in TASKS.items():
+        sub = commands.add_parser(name, parents=[common], help=f"export the {name} model")
+        sub.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
+                         help=f"comma-separated, from: {', '.join(FORMATS)} "
+                              f"(default: {','.join(DEFAULT_FORMATS)})")
+        sub.add_argument("--int8-io", choices=["int8", "uint8"], default="int8",
+                         help="input/output type of the full-int8 TFLite model")
+        sub.add_argument("--calibration-count", type=int, default=500,
+                         help="calibration images drawn from the training split")
+        sub.add_argument("--calibration-seed", type=int, default=0)
+        sub.add_argument("--latency-runs", type=int, default=100,
+                         help="single-image runs per format for the latency column")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        from export.exporter import export
+
+        export(args.command, Path(args.artifacts),
+               [f.strip() for f in args.formats.split(",") if f.strip()], args.data_dir,
+               args.int8_io, args.calibration_count, args.calibration_seed, args.latency_runs)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,52 @@
+"""Comparing a model's predictions with the float reference: the numbers the export report and
+the accuracy-regression tests share."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+
+def predict_all(classifier, inputs: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Probabilities for every input, in batches, through the device backend."""
+    parts = [classifier.predict(inputs[i:i + batch_size]) for i in range(0, len(inputs), batch_size)]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
+def per_class_recall(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    recall = np.full(n_classes, np.nan)
+    for c in range(n_classes):
+        mask = y == c
+        if mask.any():
+            recall[c] = float(np.mean(predicted[mask] == c))
+    return recall
+
+
+def compare(probs: np.ndarray, reference: np.ndarray, y: np.ndarray, labels: list[str]) -> dict:
+    """Accuracy, its change vs the reference, top-1 agreement and per-class recall changes."""
+    predicted, expected = probs.argmax(1), reference.argmax(1)
+    recall = per_class_recall(y, predicted, len(labels))
+    reference_recall = per_class_recall(y, expected, len(labels))
+    accuracy = float(np.mean(predicted == y))
+    return {
+        "accuracy": accuracy,
+        "accuracy_delta": accuracy - float(np.mean(expected == y)),
+        "agreement": float(np.mean(predicted == expected)),
+        "max_prob_diff": float(np.max(np.abs(probs - reference))) if len(probs) else 0.0,
+        "recall_delta": {label: float(recall[i] - reference_recall[i])
+                         for i, label in enumerate(labels) if not np.isnan(recall[i])},
+        "images": int(len(y)),
+    }
+
+
+def median_latency_ms(predict, sample: np.ndarray, runs: int = 100, warmup: int = 5) -> dict:
+    """Median and p95 single-image latency of ``predict(sample)`` in milliseconds."""
+    for _ in range(warmup):
+        predict(sample)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        predict(sample)
+        times.append((time.perf_counter() - started) * 1000.0)
+    return {"median_ms": float(np.median(times)), "p95_ms": float(np.percentile(times, 95))}

@@ -1,0 +1,227 @@
+"""``python -m export TASK``: model.keras -> artifacts/<task>/bundle/ with every format compared.
+
+The bundle is assembled in a staging folder next to ``bundle/`` and swapped in only when every
+format converted, loaded and was evaluated. A failure anywhere leaves the previous bundle as it
+was. Each model is evaluated through the device's own backends, so the report's numbers are the
+device's numbers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from device.atomic import atomic_path, write_json, write_text
+from device.backends import load_classifier
+from device.bundle import BUNDLE_FORMAT, sha256_of
+from device.errors import UserError
+from device.preprocess import to_input
+from export.compare import compare, median_latency_ms, predict_all
+from export.formats import DEFAULT_FORMATS, FORMATS
+from export.formats._context import ExportContext
+from export.source import Trained, load_trained, training_data
+
+SAMPLES_PER_CLASS = 20
+
+
+def calibration_inputs(trained: Trained, data, count: int, seed: int,
+                       folder: Path | None = None) -> np.ndarray:
+    """The task's calibration set, (re)built when missing or stale."""
+    import calibration_data
+
+    folder = folder or calibration_data.HERE
+    try:
+        x, _, manifest = calibration_data.load(trained.task, trained.spec, trained.labels, folder)
+        if manifest["count"] != min(count, len(data.y_train)) or manifest["seed"] != seed:
+            raise UserError("calibration set built with other settings")
+    except UserError as reason:
+        print(f"calibration: building {trained.task} set ({reason})", flush=True)
+        calibration_data.build(trained.task, data.x_train, data.y_train, data.labels,
+                               trained.spec, data.source, count, seed, folder)
+        x, _, manifest = calibration_data.load(trained.task, trained.spec, trained.labels, folder)
+    return x
+
+
+def run_step(key: str, convert, context, destination: Path) -> None:
+    """One format's conversion with a one-line log: ``key: ok 1.2 s -> file (0.1 MB)``."""
+    started = time.time()
+    try:
+        convert(context, destination)
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any converter failure aborts the whole bundle
+        raise UserError(f"{key}: export failed ({type(exc).__name__}: {exc}); the previous "
+                        "bundle is left as it was") from None
+    size = destination.stat().st_size / 1e6
+    print(f"{key}: ok {time.time() - started:.1f} s -> {destination.name} ({size:.2f} MB)",
+          flush=True)
+
+
+def input_quantization(path: Path, model_format: str) -> dict | None:
+    """dtype/scale/zero-point of a TFLite model's integer input, for metadata.json."""
+    if model_format != "tflite":
+        return None
+    classifier = load_classifier(path, "tflite")
+    if not classifier.integer_input:
+        return None
+    scale, zero_point = classifier.input["quantization"]
+    return {"dtype": np.dtype(classifier.input["dtype"]).name, "scale": float(scale),
+            "zero_point": int(zero_point)}
+
+
+def sample_set(data, per_class: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A few test images per class (uint8, fitted) for the device's self-test after deploy."""
+    rng = np.random.default_rng(seed)
+    index = np.sort(np.concatenate([rng.permutation(np.flatnonzero(data.y_test == c))[:per_class]
+                                    for c in range(len(data.labels))]))
+    return data.x_test[index], data.y_test[index]
+
+
+def export_versions() -> dict:
+    import importlib.metadata as md
+
+    names = ["tensorflow", "tensorflow-cpu", "keras", "numpy", "onnx", "onnxruntime", "tf2onnx", "ai-edge-litert",
+             "opencv-python-headless"]
+    found = {}
+    for name in names:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            continue
+    return found
+
+
+def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | None = None,
+           data_dir: str | None = None, int8_io: str = "int8", calibration_count: int = 500,
+           calibration_seed: int = 0, latency_runs: int = 100,
+           calibration_dir: Path | None = None) -> Path:
+    """Export every requested format of ``task`` into ``artifacts/<task>/bundle``; return it."""
+    formats = formats or DEFAULT_FORMATS
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise UserError(f"unknown format(s) {unknown}: choose from {', '.join(FORMATS)}")
+    trained = load_trained(artifacts, task)
+    model = trained.load_model()
+    data = training_data(trained, data_dir)
+    spec = trained.spec
+    needs_calibration = any(FORMATS[f].needs_calibration for f in formats)
+    calibration = calibration_inputs(trained, data, calibration_count, calibration_seed,
+                                     calibration_dir) \
+        if needs_calibration else None
+
+    bundle = trained.folder / "bundle"
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-staging-", dir=trained.folder))
+    workdir = Path(tempfile.mkdtemp(prefix=".export-work-", dir=trained.folder))
+    try:
+        model.export(str(workdir / "saved_model"), format="tf_saved_model", verbose=False)
+        context = ExportContext(workdir / "saved_model", workdir, calibration, int8_io)
+        for key in formats:
+            run_step(key, FORMATS[key].convert, context, staging / FORMATS[key].filename)
+        x_test = to_input(data.x_test, spec)
+        rows, entries = evaluate_formats(model, staging, formats, x_test, data, latency_runs)
+        samples_x, samples_y = sample_set(data, SAMPLES_PER_CLASS, calibration_seed)
+        np.savez(staging / "samples.npz", x=samples_x, y=samples_y)
+        metadata = build_metadata(trained, data, entries, staging, int8_io)
+        write_json(staging / "metadata.json", metadata)
+        report = {"task": task, "created": metadata["created"], "test_images": int(len(x_test)),
+                  "rows": rows, "versions": metadata["versions"]}
+        write_json(staging / "report.json", report)
+        write_text(staging / "report.md", render_report(report))
+        swap_in(staging, bundle)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(workdir, ignore_errors=True)
+    print(f"{task}: bundle -> {bundle} (report: {bundle / 'report.md'})")
+    return bundle
+
+
+def evaluate_formats(model, staging: Path, formats: list[str], x_test: np.ndarray, data,
+                     latency_runs: int) -> tuple[list[dict], list[dict]]:
+    """Report rows (Keras reference first) and metadata model entries for every exported file."""
+    reference = model.predict(x_test, batch_size=256, verbose=0)
+    single = x_test[:1]
+    keras_latency = median_latency_ms(lambda x: model(x, training=False), single, latency_runs)
+    rows = [{"format": "keras-fp32", "file": "model.keras", "bytes": None,
+             **compare(reference, reference, data.y_test, data.labels), **keras_latency}]
+    entries = []
+    for key in formats:
+        spec = FORMATS[key]
+        path = staging / spec.filename
+        classifier = load_classifier(path, spec.format, threads=1)
+        probs = predict_all(classifier, x_test)
+        single_classifier = load_classifier(path, spec.format, threads=1)
+        latency = median_latency_ms(single_classifier.predict, single, latency_runs)
+        row = {"format": key, "file": spec.filename, "bytes": path.stat().st_size,
+               **compare(probs, reference, data.y_test, data.labels), **latency}
+        rows.append(row)
+        print(f"{key}: accuracy {row['accuracy']:.4f} ({row['accuracy_delta'] * 100:+.2f} pt), "
+              f"agreement {row['agreement']:.4f}, {row['median_ms']:.2f} ms", flush=True)
+        entry = {"key": key, "file": spec.filename, "format": spec.format,
+                 "precision": spec.precision, "bytes": path.stat().st_size,
+                 "sha256": sha256_of(path), "test_accuracy": row["accuracy"],
+                 "agreement_with_fp32": row["agreement"]}
+        quantization = input_quantization(path, spec.format)
+        if quantization:
+            entry["input_quantization"] = quantization
+        entries.append(entry)
+    return rows, entries
+
+
+def build_metadata(trained: Trained, data, entries: list[dict], staging: Path,
+                   int8_io: str) -> dict:
+    spec = dict(trained.spec)
+    int8 = next((e["input_quantization"] for e in entries if "input_quantization" in e), None)
+    if int8:
+        spec["int8_input"] = int8
+    metrics = trained.metrics
+    return {
+        "bundle_format": BUNDLE_FORMAT,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "task": trained.task,
+        "labels": trained.labels,
+        "input": {"shape": [1, *spec["size"], spec["channels"]], "dtype": "float32",
+                  "layout": "NHWC", "int8_io": int8_io},
+        "preprocessing": spec,
+        "models": entries,
+        "samples": {"file": "samples.npz", "sha256": sha256_of(staging / "samples.npz"),
+                    "count": int(sum(1 for _ in np.load(staging / "samples.npz")["y"])),
+                    "stage": "fit_image uint8 (apply preprocessing scale/offset)"},
+        "training": {"arch": metrics.get("arch"), "parameters": metrics.get("parameters"),
+                     "test_accuracy": metrics["test"]["accuracy"],
+                     "test_loss": metrics["test"]["loss"],
+                     "training_seconds": metrics.get("training_seconds"),
+                     "dataset": metrics.get("dataset"), "versions": metrics.get("versions")},
+        "versions": export_versions(),
+    }
+
+
+def swap_in(staging: Path, bundle: Path) -> None:
+    """Replace ``bundle`` with ``staging``: the old bundle is moved aside, not deleted, until the
+    new one is in place."""
+    old = None
+    if bundle.exists():
+        old = bundle.with_name(f".bundle-old-{int(time.time() * 1000)}")
+        bundle.rename(old)
+    staging.rename(bundle)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def render_report(report: dict) -> str:
+    lines = [f"# Export report: {report['task']}", "",
+             f"{report['test_images']} test images; latency is the median of single-image "
+             "inference with 1 thread on this CPU, preprocessing excluded.", "",
+             "| format | size | accuracy | Δ vs Keras fp32 | agreement | median ms | p95 ms |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for row in report["rows"]:
+        size = f"{row['bytes'] / 1024:.0f} KB" if row["bytes"] else "—"
+        lines.append(f"| {row['format']} | {size} | {row['accuracy'] * 100:.2f} % | "
+                     f"{row['accuracy_delta'] * 100:+.2f} pt | {row['agreement'] * 100:.2f} % | "
+                     f"{row['median_ms']:.3f} | {row['p95_ms']:.3f} |")
+    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+    return "\n".join(lines)

@@ -1,0 +1,37 @@
+"""A short real training run per task: the artifacts exist and the model beats chance widely."""
+
+import json
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+#: Test accuracy the quick recipes must reach: far above chance (10 %, 10 %, 33 %).
+FLOORS = {"digits": 0.90, "fruits": 0.80, "handsigns": 0.50}
+
+
+@pytest.mark.parametrize("task", ["digits", "fruits", "handsigns"])
+def test_quick_training_beats_chance(task, quick_artifacts):
+    folder = quick_artifacts(task) / task
+    for name in ("model.keras", "metrics.json", "history.png", "confusion.png"):
+        assert (folder / name).is_file(), name
+    assert list((folder / "logs").rglob("*tfevents*")), "TensorBoard logs"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["test"]["accuracy"] >= FLOORS[task], metrics["test"]["accuracy"]
+    n = len(metrics["labels"])
+    assert len(metrics["test"]["confusion_matrix"]) == n
+    assert set(metrics["test"]["per_class"]) == set(metrics["labels"])
+    assert metrics["dataset"]["test_total"] == sum(map(sum, metrics["test"]["confusion_matrix"]))
+    assert metrics["versions"]["tensorflow"] and metrics["training_seconds"] > 0
+
+
+def test_embedded_demo_trains_without_data(tmp_path, monkeypatch):
+    """`make demo`'s training step: scikit-learn's digits, no DATA_DIR, no internet."""
+    from train.trainer import TrainConfig, train
+
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    metrics = train(TrainConfig(task="digits", embedded=True, epochs=3, out_dir=tmp_path,
+                                verbose=0))
+    assert metrics["dataset"]["source"].startswith("sklearn")
+    assert metrics["test"]["accuracy"] > 0.8
+    assert (tmp_path / "digits" / "model.keras").is_file()

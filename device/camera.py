@@ -1,0 +1,190 @@
+"""Camera-domain preprocessing: a live frame -> the model input the bundle was trained on.
+
+A camera sees far more than a dataset image: the whole scene, uneven light, sensor noise, JPEG
+artefacts. This module cuts out the region of interest (ROI) and, per the bundle's ``camera``
+mode, turns it into what training saw:
+
+* ``crop`` (fruits, hand signs): the ROI goes through the same ``fit_image`` as the training
+  images (centre square, resize, colour).
+* ``digit_ink`` (digits): a dark digit on light paper becomes an MNIST-like patch (light
+  flattened, ink thresholded and inverted, cropped to the ink, fitted into 20x20 keeping aspect,
+  centred by mass in 28x28), the recipe MNIST itself was built with.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from device.errors import UserError
+from device.preprocess import fit_image, to_input
+
+
+@dataclass(frozen=True)
+class Roi:
+    """A region of interest in pixels: ``x``, ``y`` of the top-left corner, ``width``, ``height``."""
+
+    x: int
+    y: int
+    width: int
+    height: int
+
+    def cut(self, frame: np.ndarray) -> np.ndarray:
+        return frame[self.y:self.y + self.height, self.x:self.x + self.width]
+
+
+def parse_roi(text: str) -> str | float | tuple[int, int, int, int]:
+    """``--roi``: ``full``, a centre-box fraction (``0.6``) or pixels ``x,y,w,h``."""
+    text = str(text).strip().lower()
+    if text == "full":
+        return "full"
+    try:
+        if "," in text:
+            values = tuple(int(v) for v in text.split(","))
+            if len(values) != 4 or values[2] <= 0 or values[3] <= 0 or min(values[:2]) < 0:
+                raise ValueError
+            return values
+        fraction = float(text)
+        if not 0.05 <= fraction <= 1.0:
+            raise ValueError
+        return fraction
+    except ValueError:
+        raise UserError(f"--roi {text!r} is not valid: use 'full', a centre-box fraction "
+                        "between 0.05 and 1 (e.g. 0.6), or pixels x,y,w,h") from None
+
+
+def roi_for(frame_shape: tuple[int, ...], setting) -> Roi:
+    """The ROI in pixels for a frame of ``frame_shape`` (clipped to the frame)."""
+    height, width = frame_shape[:2]
+    if setting == "full":
+        return Roi(0, 0, width, height)
+    if isinstance(setting, tuple):
+        x, y, w, h = setting
+        x, y = min(x, width - 1), min(y, height - 1)
+        return Roi(x, y, min(w, width - x), min(h, height - y))
+    side = max(1, int(round(min(height, width) * float(setting))))
+    return Roi((width - side) // 2, (height - side) // 2, side, side)
+
+
+# --- digits: dark ink on light paper -> MNIST --------------------------------------------------
+
+def flatten_light(gray: np.ndarray) -> np.ndarray:
+    """Divide out the paper's brightness (a blurred, ink-free background estimate), so a lighting
+    gradient or a shadow does not look like ink. Returns 'inkness' in [0, 1]: 0 = paper."""
+    side = max(gray.shape)
+    kernel = max(3, (side // 8) | 1)
+    # Closing removes dark strokes thinner than the kernel; the blur smooths the estimate.
+    background = cv2.morphologyEx(gray, cv2.MORPH_CLOSE,
+                                  cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel)))
+    background = cv2.GaussianBlur(background, (0, 0), kernel / 2).astype(np.float32)
+    ratio = gray.astype(np.float32) / np.maximum(background, 1.0)
+    return np.clip(1.0 - ratio, 0.0, 1.0)
+
+
+def ink_mask(inkness: np.ndarray, min_contrast: float = 0.18) -> np.ndarray:
+    """Binary ink mask: Otsu on the flattened image, but never below ``min_contrast`` so sensor
+    noise on blank paper is not called ink."""
+    scaled = (inkness * 255).astype(np.uint8)
+    scaled = cv2.GaussianBlur(scaled, (3, 3), 0)
+    otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    threshold = max(otsu, min_contrast * 255)
+    return (scaled > threshold).astype(np.uint8)
+
+
+def digit_components(mask: np.ndarray) -> np.ndarray:
+    """Keep the stroke components that make up the digit: the biggest one near the centre, plus
+    any other large piece (a broken 5 or 4), dropping specks and blobs at the ROI's edge."""
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    height, width = mask.shape
+    min_area = max(4, int(0.0008 * height * width))
+    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
+    distance = np.hypot((centroids[1:, 0] - width / 2) / width, (centroids[1:, 1] - height / 2) / height)
+    touches_edge = ((stats[1:, cv2.CC_STAT_LEFT] == 0) | (stats[1:, cv2.CC_STAT_TOP] == 0) |
+                    (stats[1:, cv2.CC_STAT_LEFT] + stats[1:, cv2.CC_STAT_WIDTH] >= width) |
+                    (stats[1:, cv2.CC_STAT_TOP] + stats[1:, cv2.CC_STAT_HEIGHT] >= height))
+    score = areas * (1.0 - np.clip(distance, 0, 0.7)) * np.where(touches_edge, 0.2, 1.0)
+    main = int(np.argmax(score))
+    if areas[main] < min_area:
+        return np.zeros_like(mask)
+    keep = (areas >= max(min_area, 0.15 * areas[main])) & ~touches_edge
+    keep[main] = True
+    return np.isin(labels, 1 + np.flatnonzero(keep)).astype(np.uint8)
+
+
+def centre_by_mass(patch: np.ndarray, size: int = 28) -> np.ndarray:
+    """Place a (<=20x20) float patch in a ``size`` frame so its centre of mass is in the middle."""
+    canvas = np.zeros((size, size), np.float32)
+    h, w = patch.shape
+    top, left = (size - h) // 2, (size - w) // 2
+    canvas[top:top + h, left:left + w] = patch
+    moments = cv2.moments(canvas)
+    if moments["m00"] > 0:
+        dx = size / 2 - moments["m10"] / moments["m00"]
+        dy = size / 2 - moments["m01"] / moments["m00"]
+        shift = np.float32([[1, 0, dx], [0, 1, dy]])
+        canvas = cv2.warpAffine(canvas, shift, (size, size), flags=cv2.INTER_LINEAR,
+                                borderValue=0)
+    return canvas
+
+
+def mnistify(roi_bgr: np.ndarray, size: int = 28) -> np.ndarray | None:
+    """A dark digit on light paper -> uint8 (size, size, 1), white ink on black like MNIST.
+
+    None when the ROI holds no digit-like ink (blank paper), so the runner can say so.
+    """
+    gray = roi_bgr if roi_bgr.ndim == 2 else cv2.cvtColor(roi_bgr, cv2.COLOR_BGR2GRAY)
+    # Work at a bounded resolution: the digit only needs ~20 px in the end.
+    scale = 256.0 / max(gray.shape)
+    if scale < 1.0:
+        gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    gray = cv2.GaussianBlur(gray, (3, 3), 0)
+    inkness = flatten_light(gray)
+    digit = digit_components(ink_mask(inkness))
+    if not digit.any():
+        return None
+    ys, xs = np.nonzero(digit)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    # Soft strokes like MNIST's anti-aliasing: the ink's own darkness, only where the digit is.
+    grown = cv2.dilate(digit, np.ones((3, 3), np.uint8))
+    strokes = (inkness * grown)[top:bottom, left:right]
+    peak = np.percentile(strokes[grown[top:bottom, left:right] > 0], 95)
+    strokes = np.clip(strokes / max(peak, 1e-3), 0.0, 1.0)
+    h, w = strokes.shape
+    fit = 20.0 / max(h, w)
+    new_w, new_h = max(1, int(round(w * fit))), max(1, int(round(h * fit)))
+    small = cv2.resize(strokes, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    patch = centre_by_mass(small, size)
+    return np.clip(patch * 255.0, 0, 255).astype(np.uint8)[:, :, None]
+
+
+# --- all tasks ---------------------------------------------------------------------------------
+
+class FramePreprocessor:
+    """Frame -> (model input batch or None, ROI), following the bundle's preprocessing spec."""
+
+    def __init__(self, spec: dict, roi_setting):
+        self.spec = spec
+        self.roi_setting = roi_setting
+        self.mode = spec.get("camera", "crop")
+        if self.mode not in ("crop", "digit_ink"):
+            raise UserError(f"bundle preprocessing asks for camera mode {self.mode!r}, which this "
+                            "runner does not know: update the device package")
+
+    def pixels(self, frame: np.ndarray) -> tuple[np.ndarray | None, Roi]:
+        """The uint8 model-size picture for ``frame`` (None when there is nothing to classify)."""
+        roi = roi_for(frame.shape, self.roi_setting)
+        region = roi.cut(frame)
+        if self.mode == "digit_ink":
+            patch = mnistify(region, self.spec["size"][0])
+            if patch is not None and self.spec["channels"] == 3:
+                patch = cv2.cvtColor(patch, cv2.COLOR_GRAY2RGB)
+            return patch, roi
+        return fit_image(region, self.spec), roi
+
+    def __call__(self, frame: np.ndarray) -> tuple[np.ndarray | None, Roi]:
+        pixels, roi = self.pixels(frame)
+        return (None if pixels is None else to_input(pixels, self.spec)[None]), roi

@@ -1,0 +1,109 @@
+"""``python -m device``: classify live frames on a Pi or laptop with an exported bundle.
+
+Examples::
+
+    python -m device run --bundle artifacts/digits/bundle --source 0          # webcam, window
+    python -m device run --bundle B --source clip.mp4 --headless              # JSON lines
+    python -m device run --bundle B --source photos/ --headless --model onnx-int8
+    python -m device run --bundle B --source picamera --save out.mp4          # Pi camera
+    python -m device check --bundle B       # self-test: checksums, every model, sample accuracy
+    python -m device bench --bundle B       # latency per format and threads, end-to-end FPS
+
+Needs only numpy, OpenCV and one runtime (ai-edge-litert / tflite-runtime, or onnxruntime);
+never TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from device.errors import UserError
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m device", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="classify a camera, video or image folder in real time")
+    run.add_argument("--bundle", required=True, type=Path, help="bundle folder (metadata.json)")
+    run.add_argument("--source", default="0",
+                     help="camera index (0), 'picamera', a video file or an image folder")
+    run.add_argument("--model", help="e.g. tflite-int8, onnx-int8, tflite-fp32 "
+                                     "(default: the bundle's best int8 model)")
+    run.add_argument("--threads", type=positive_int, default=2,
+                     help="inference threads, fixed when the interpreter is built (default 2)")
+    run.add_argument("--roi", default="auto",
+                     help="region to classify: a centre-box fraction (0.6), 'full', or x,y,w,h "
+                          "pixels (default: 0.6 for cameras/videos, full for image folders)")
+    run.add_argument("--headless", action="store_true",
+                     help="no window: one JSON line per frame on stdout")
+    run.add_argument("--save", type=Path, help="record the annotated stream (.mp4 or .avi)")
+    smoothing = run.add_mutually_exclusive_group()
+    smoothing.add_argument("--smooth", dest="smoothing", action="store_true", default=None,
+                           help="average probabilities over recent frames (default for "
+                                "cameras and videos)")
+    smoothing.add_argument("--no-smooth", dest="smoothing", action="store_false",
+                           help="classify every frame on its own (default for image folders)")
+    run.add_argument("--alpha", type=float, default=0.4,
+                     help="weight of the newest frame in the smoothing (default 0.4)")
+    run.add_argument("--threshold", type=float, default=0.6,
+                     help="below this confidence the label is 'unsure' (default 0.6)")
+    run.add_argument("--max-frames", type=positive_int, help="stop after N frames")
+    run.add_argument("--width", type=positive_int, help="camera frame width to request")
+    run.add_argument("--height", type=positive_int, help="camera frame height to request")
+    run.add_argument("--fps", type=float, help="camera frame rate to request")
+
+    check = commands.add_parser("check", help="self-test a bundle: checksums, every model, "
+                                              "sample accuracy and latency")
+    check.add_argument("--bundle", required=True, type=Path)
+    check.add_argument("--threads", type=positive_int, default=1)
+    check.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    bench = commands.add_parser("bench", help="latency per format and threads, end-to-end FPS")
+    bench.add_argument("--bundle", required=True, type=Path)
+    bench.add_argument("--threads", type=positive_int, default=2,
+                       help="measure 1..N threads (default 2)")
+    bench.add_argument("--runs", type=positive_int, default=200)
+    bench.add_argument("--video", type=Path,
+                       help="a 640x480 video (default: footage made from the bundle's samples)")
+    bench.add_argument("--models", help="comma-separated subset of the bundle's models")
+    bench.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            from device.runner import RunOptions, Runner
+
+            options = RunOptions(bundle=args.bundle, source=args.source, model=args.model,
+                                 threads=args.threads, roi=args.roi, headless=args.headless,
+                                 save=args.save, smoothing=args.smoothing, alpha=args.alpha,
+                                 threshold=args.threshold, max_frames=args.max_frames,
+                                 width=args.width, height=args.height, fps=args.fps)
+            Runner(options).run()
+            return 0
+        if args.command == "check":
+            from device.check import main as check_main
+            return check_main(args.bundle, args.threads, args.json)
+        from device.bench import main as bench_main
+        models = [m.strip() for m in args.models.split(",")] if args.models else None
+        return bench_main(args.bundle, args.threads, args.runs, args.video, models, args.json)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 0

@@ -1,0 +1,48 @@
+"""Frame sources behind one function: ``--source`` text -> an object with ``read`` / ``close``.
+
+``read()`` returns ``(frame, name)`` (BGR uint8, and a file name for image folders) or None at
+the end. Live sources (webcam, picamera2) capture on their own thread and hand out only the
+newest frame, so a slow model never builds a backlog; files are read frame by frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from device.errors import UserError
+
+
+class FrameSource(Protocol):
+    live: bool
+    name: str
+
+    def read(self) -> tuple[np.ndarray, str] | None: ...
+
+    def close(self) -> None: ...
+
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mjpg", ".mjpeg"}
+
+
+def open_source(source: str, width: int | None = None, height: int | None = None,
+                fps: float | None = None) -> FrameSource:
+    """Webcam index (``0``), ``picamera``, a video file or a folder of images."""
+    text = str(source).strip()
+    if text.isdigit():
+        from device.sources.webcam import WebcamSource
+        return WebcamSource(int(text), width, height, fps)
+    if text.lower() in ("picamera", "picamera2", "csi"):
+        from device.sources.picamera import PicameraSource
+        return PicameraSource(width, height)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        from device.sources.folder import ImageFolderSource
+        return ImageFolderSource(path)
+    if path.is_file():
+        from device.sources.video import VideoFileSource
+        return VideoFileSource(path)
+    raise UserError(f"--source {text}: no such file or folder; use a camera index (0), "
+                    "'picamera', a video file or a folder of images")

@@ -123,9 +123,10 @@ def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | 
         for key in formats:
             run_step(key, FORMATS[key].convert, context, staging / FORMATS[key].filename)
         x_test = to_input(data.x_test, spec)
-        rows, entries = evaluate_formats(model, staging, formats, x_test, data, latency_runs)
         samples_x, samples_y = sample_set(data, SAMPLES_PER_CLASS, calibration_seed)
         np.savez(staging / "samples.npz", x=samples_x, y=samples_y)
+        rows, entries = evaluate_formats(model, staging, formats, x_test, data, latency_runs,
+                                         (to_input(samples_x, spec), samples_y))
         metadata = build_metadata(trained, data, entries, staging, int8_io)
         write_json(staging / "metadata.json", metadata)
         report = {"task": task, "created": metadata["created"], "test_images": int(len(x_test)),
@@ -141,8 +142,12 @@ def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | 
 
 
 def evaluate_formats(model, staging: Path, formats: list[str], x_test: np.ndarray, data,
-                     latency_runs: int) -> tuple[list[dict], list[dict]]:
-    """Report rows (Keras reference first) and metadata model entries for every exported file."""
+                     latency_runs: int, samples: tuple[np.ndarray, np.ndarray]
+                     ) -> tuple[list[dict], list[dict]]:
+    """Report rows (Keras reference first) and metadata model entries for every exported file.
+
+    Each entry also records its accuracy on the bundle's own samples, which ``device check``
+    reproduces on the target after a deploy."""
     reference = model.predict(x_test, batch_size=256, verbose=0)
     single = x_test[:1]
     keras_latency = median_latency_ms(lambda x: model(x, training=False), single, latency_runs)
@@ -164,7 +169,9 @@ def evaluate_formats(model, staging: Path, formats: list[str], x_test: np.ndarra
         entry = {"key": key, "file": spec.filename, "format": spec.format,
                  "precision": spec.precision, "bytes": path.stat().st_size,
                  "sha256": sha256_of(path), "test_accuracy": row["accuracy"],
-                 "agreement_with_fp32": row["agreement"]}
+                 "agreement_with_fp32": row["agreement"],
+                 "sample_accuracy": float(np.mean(
+                     predict_all(classifier, samples[0]).argmax(1) == samples[1]))}
         quantization = input_quantization(path, spec.format)
         if quantization:
             entry["input_quantization"] = quantization

@@ -52,7 +52,7 @@ def source_hash(*parts: str) -> str:
 
 #: Small but real recipes: enough to beat chance widely in a couple of minutes on 2 cores.
 QUICK_RECIPES = {
-    "digits": {"limit_per_class": 400, "epochs": 4, "image_size": 28},
+    "digits": {"limit_per_class": 2000, "epochs": 3, "image_size": 28},
     "fruits": {"limit_per_class": 80, "epochs": 6, "image_size": 32},
     "handsigns": {"limit_per_class": 200, "epochs": 6, "image_size": 48},
 }

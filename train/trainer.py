@@ -50,7 +50,7 @@ class TrainConfig:
 DEFAULTS = {
     "digits": {"epochs": 12, "batch_size": 128, "learning_rate": 2e-3, "label_smoothing": 0.0},
     "fruits": {"epochs": 15, "batch_size": 64, "learning_rate": 2e-3, "label_smoothing": 0.0},
-    "handsigns": {"epochs": 60, "batch_size": 32, "learning_rate": 2e-3, "label_smoothing": 0.1},
+    "handsigns": {"epochs": 100, "batch_size": 32, "learning_rate": 2e-3, "label_smoothing": 0.1},
 }
 
 

@@ -11,7 +11,15 @@ ARTIFACTS ?= artifacts
 TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 export DATA_DIR
 
-.PHONY: help setup setup-device train calibration export test test-fast demo lint clean
+SOURCE ?= 0
+PI ?=
+PI_PORT ?= 22
+PI_DIR ?= ~/edge
+SSH_OPTS ?=
+DIR ?=
+
+.PHONY: help setup setup-device train calibration export test test-fast demo run check bench \
+	deploy rollback deploy-local rollback-local lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -42,12 +50,38 @@ test:  ## the whole test suite, slow end-to-end tests included (what CI runs)
 test-fast:  ## unit tests only
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-demo:  ## no dataset needed: train digits on scikit-learn's digits, export, classify
+demo:  ## no dataset needed: train digits on scikit-learn's digits, export, classify footage
 	$(PY) -m train digits --embedded --epochs 15 --out $(ARTIFACTS)/demo
 	$(PY) -m export digits --artifacts $(ARTIFACTS)/demo
+	$(PY) -m device check --bundle $(ARTIFACTS)/demo/digits/bundle
+	$(PY) -m device bench --bundle $(ARTIFACTS)/demo/digits/bundle --runs 50
+
+run:  ## classify live: make run TASK=digits SOURCE=0|picamera|video.mp4|folder/ [ARGS=--headless]
+	$(PY) -m device run --bundle $(ARTIFACTS)/$(TASK)/bundle --source $(SOURCE) $(ARGS)
+
+check:  ## self-test TASK's bundle (checksums, every model, sample accuracy)
+	$(PY) -m device check --bundle $(ARTIFACTS)/$(TASK)/bundle
+
+bench:  ## the comparison table for every task with a bundle (or TASK=...) -> bench/results.md
+	$(PY) bench/run.py --artifacts $(ARTIFACTS) $(if $(filter command line,$(origin TASK)),--tasks $(TASK)) $(ARGS)
+
+deploy:  ## deploy TASK to PI="user@host [...]" [PI_PORT=22] [PI_DIR=~/edge] [SSH_OPTS=...]
+	@test -n "$(PI)" || { echo "error: set PI=user@host (several: PI=\"pi@a pi@b\")" >&2; exit 2; }
+	$(PY) -m deploy push --task $(TASK) --artifacts $(ARTIFACTS) --hosts "$(PI)" --port $(PI_PORT) --dir '$(PI_DIR)' --ssh-opts '$(SSH_OPTS)' $(ARGS)
+
+rollback:  ## switch PI back to its previous release
+	@test -n "$(PI)" || { echo "error: set PI=user@host" >&2; exit 2; }
+	$(PY) -m deploy rollback --hosts "$(PI)" --port $(PI_PORT) --dir '$(PI_DIR)' --ssh-opts '$(SSH_OPTS)' $(ARGS)
+
+deploy-local:  ## the same deploy into a local folder: make deploy-local TASK=digits DIR=/tmp/pi
+	@test -n "$(DIR)" || { echo "error: set DIR=/some/folder" >&2; exit 2; }
+	$(PY) -m deploy local --task $(TASK) --artifacts $(ARTIFACTS) --dir $(DIR) $(ARGS)
+
+rollback-local:  ## switch DIR back to its previous release
+	$(PY) -m deploy rollback --local $(DIR) $(ARGS)
 
 lint:  ## ruff
-	$(VENV)/bin/ruff check device train export calibration_data tests
+	$(VENV)/bin/ruff check device train export calibration_data deploy bench tests
 
 clean:  ## remove artifacts and generated calibration sets (keeps .venv)
 	rm -rf $(ARTIFACTS) calibration_data/*.npz calibration_data/*.json .cache

@@ -131,17 +131,21 @@ def centre_by_mass(patch: np.ndarray, size: int = 28) -> np.ndarray:
     return canvas
 
 
+#: Side (pixels) at which the digit pipeline works: the ROI is area-averaged down to this first.
+WORK_SIZE = 64
+
+
 def mnistify(roi_bgr: np.ndarray, size: int = 28) -> np.ndarray | None:
     """A dark digit on light paper -> uint8 (size, size, 1), white ink on black like MNIST.
 
     None when the ROI holds no digit-like ink (blank paper), so the runner can say so.
     """
     gray = roi_bgr if roi_bgr.ndim == 2 else cv2.cvtColor(roi_bgr, cv2.COLOR_BGR2GRAY)
-    # Work at a bounded resolution: the digit only needs ~20 px in the end.
-    scale = 256.0 / max(gray.shape)
+    # Work at a bounded resolution: the digit only needs ~20 px in the end, and area-averaging
+    # down to it removes most sensor noise for free. This keeps the whole step well under 1 ms.
+    scale = WORK_SIZE / max(gray.shape)
     if scale < 1.0:
         gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    gray = cv2.GaussianBlur(gray, (3, 3), 0)
     inkness = flatten_light(gray)
     digit = digit_components(ink_mask(inkness))
     if not digit.any():

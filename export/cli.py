@@ -5,6 +5,7 @@ Examples::
     python -m export digits                          # every default format + report
     python -m export fruits --formats tflite-int8,onnx-int8
     python -m export handsigns --int8-io uint8       # uint8 input/output for the int8 TFLite
+    python -m export diagnose digits --format tflite-int8   # per-layer quantisation error
 
 Reads artifacts/TASK/model.keras (from `python -m train TASK`) and writes artifacts/TASK/bundle/:
 model files, metadata.json (labels, preprocessing, checksums), samples.npz, report.md/.json.
@@ -30,6 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--artifacts", default="artifacts", help="artifacts root")
     common.add_argument("--data-dir", help="dataset folder (default: as the model was trained)")
+    diagnose = commands.add_parser(
+        "diagnose", parents=[common], help="per-layer quantisation error of a bundle's model",
+        description="Compare every intermediate activation of the float and the quantised model "
+                    "(SQNR, cosine, RMSE), worst layers first; writes "
+                    "artifacts/TASK/diagnose-FORMAT.md and .json.")
+    diagnose.add_argument("task", choices=list(TASKS))
+    diagnose.add_argument("--format", required=True, dest="model_format",
+                          choices=["tflite-int8", "onnx-int8", "tflite-dynamic", "tflite-fp16"])
+    diagnose.add_argument("--bundle", type=Path, help="bundle folder (default: "
+                          "artifacts/TASK/bundle)")
+    diagnose.add_argument("--images", type=int, default=64, help="images to compare (default 64)")
+    diagnose.add_argument("--top", type=int, default=10, help="worst layers to list")
     for name, spec in TASKS.items():
         sub = commands.add_parser(name, parents=[common], help=f"export the {name} model")
         sub.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
@@ -49,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "diagnose":
+            from export.diagnose import diagnose, print_table
+
+            print_table(diagnose(args.task, args.model_format, Path(args.artifacts), args.bundle,
+                                 args.images, top=args.top))
+            return 0
         from export.exporter import export
 
         export(args.command, Path(args.artifacts),

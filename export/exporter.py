@@ -24,6 +24,7 @@ from device.preprocess import to_input
 from export.compare import compare, median_latency_ms, predict_all
 from export.formats import DEFAULT_FORMATS, FORMATS
 from export.formats._context import ExportContext
+from export.regression import QUANTISED, explain, thresholds, violations
 from export.source import Trained, load_trained, training_data
 
 SAMPLES_PER_CLASS = 20
@@ -154,6 +155,7 @@ def evaluate_formats(model, staging: Path, formats: list[str], x_test: np.ndarra
     rows = [{"format": "keras-fp32", "file": "model.keras", "bytes": None,
              **compare(reference, reference, data.y_test, data.labels), **keras_latency}]
     entries = []
+    limits = thresholds(data.task)
     for key in formats:
         spec = FORMATS[key]
         path = staging / spec.filename
@@ -163,6 +165,10 @@ def evaluate_formats(model, staging: Path, formats: list[str], x_test: np.ndarra
         latency = median_latency_ms(single_classifier.predict, single, latency_runs)
         row = {"format": key, "file": spec.filename, "bytes": path.stat().st_size,
                **compare(probs, reference, data.y_test, data.labels), **latency}
+        if key in QUANTISED:
+            row["violations"] = violations(row, limits)
+            if row["violations"]:
+                print("warning: " + explain(data.task, key, row["violations"]), flush=True)
         rows.append(row)
         print(f"{key}: accuracy {row['accuracy']:.4f} ({row['accuracy_delta'] * 100:+.2f} pt), "
               f"agreement {row['agreement']:.4f}, {row['median_ms']:.2f} ms", flush=True)
@@ -223,12 +229,18 @@ def render_report(report: dict) -> str:
     lines = [f"# Export report: {report['task']}", "",
              f"{report['test_images']} test images; latency is the median of single-image "
              "inference with 1 thread on this CPU, preprocessing excluded.", "",
-             "| format | size | accuracy | Δ vs Keras fp32 | agreement | median ms | p95 ms |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+             "| format | size | accuracy | Δ vs Keras fp32 | agreement | median ms | p95 ms | "
+             "within thresholds |",
+             "|---|---:|---:|---:|---:|---:|---:|---|"]
     for row in report["rows"]:
         size = f"{row['bytes'] / 1024:.0f} KB" if row["bytes"] else "—"
+        verdict = "—" if "violations" not in row else (
+            "yes" if not row["violations"] else "**no**: " + "; ".join(row["violations"]))
         lines.append(f"| {row['format']} | {size} | {row['accuracy'] * 100:.2f} % | "
                      f"{row['accuracy_delta'] * 100:+.2f} pt | {row['agreement'] * 100:.2f} % | "
-                     f"{row['median_ms']:.3f} | {row['p95_ms']:.3f} |")
-    lines += ["", "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
+                     f"{row['median_ms']:.3f} | {row['p95_ms']:.3f} | {verdict} |")
+    lines += ["", "Thresholds (export/thresholds.toml): accuracy drop, top-1 agreement and "
+              "per-class recall drop against Keras fp32. A failing row: "
+              f"`python -m export diagnose {report['task']} --format FORMAT`.", "",
+              "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
     return "\n".join(lines)

@@ -8,11 +8,13 @@ source and the recipe, so a second run reuses them and any code change retrains.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,11 +52,13 @@ def source_hash(*parts: str) -> str:
     return digest.hexdigest()[:16]
 
 
-#: Small but real recipes: enough to beat chance widely in a couple of minutes on 2 cores.
+#: Shortened versions of the real recipes (same data, architecture and input size; fewer
+#: epochs, digits on half its training set): models confident enough that float-vs-int8
+#: agreement measures quantisation rather than a half-trained model, in minutes on 2 cores.
 QUICK_RECIPES = {
-    "digits": {"limit_per_class": 2000, "epochs": 3, "image_size": 28},
-    "fruits": {"limit_per_class": 80, "epochs": 6, "image_size": 32},
-    "handsigns": {"limit_per_class": 200, "epochs": 6, "image_size": 48},
+    "digits": {"limit_per_class": 3000, "epochs": 3},
+    "fruits": {"epochs": 8},
+    "handsigns": {"epochs": 40},
 }
 
 
@@ -90,3 +94,39 @@ def quick_artifacts(data_dir):
             built[task] = build_artifacts(task, data_dir, QUICK_RECIPES[task])
         return built[task]
     return get
+
+
+@pytest.fixture(scope="session")
+def regression_artifacts(quick_artifacts):
+    """The models the accuracy-regression suite compares: the same cached quick models."""
+    return quick_artifacts
+
+
+def broken_int8(root: Path, task: str, key: str, workdir: Path, destination: Path | None = None) -> Path:
+    """Re-export ``key`` calibrated on all-zero images: every activation range collapses to ~0,
+    so real inputs saturate. Returns a copy of the bundle holding the broken model (metadata
+    checksums updated, as a careless export would write them)."""
+    import keras
+
+    from export.formats import FORMATS
+    from export.formats._context import ExportContext
+
+    from device.bundle import sha256_of
+
+    bundle_dir = destination or workdir / "bundle"
+    shutil.copytree(root / task / "bundle", bundle_dir)
+    model = keras.models.load_model(root / task / "model.keras", compile=False)
+    model.export(str(workdir / "saved_model"), format="tf_saved_model", verbose=False)
+    shape = json.loads((bundle_dir / "metadata.json").read_text())["input"]["shape"][1:]
+    zeros = np.zeros((64, *shape), np.float32)
+    context = ExportContext(workdir / "saved_model", workdir, zeros)
+    if key == "onnx-int8":  # the float ONNX model is in the bundle already
+        context._cache["onnx_fp32"] = bundle_dir / "model_fp32.onnx"
+    target = bundle_dir / FORMATS[key].filename
+    FORMATS[key].convert(context, target)
+    metadata = json.loads((bundle_dir / "metadata.json").read_text())
+    for entry in metadata["models"]:
+        if entry["key"] == key:
+            entry.update(bytes=target.stat().st_size, sha256=sha256_of(target))
+    (bundle_dir / "metadata.json").write_text(json.dumps(metadata))
+    return bundle_dir

@@ -76,3 +76,13 @@ class CalibrationReader:
 
     def rewind(self):
         self.position = 0
+
+    # onnxruntime's qdq_loss_debug iterates the reader, as its CalibrationDataReader base allows.
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.get_next()
+        if item is None:
+            raise StopIteration
+        return item

@@ -1,0 +1,55 @@
+"""A release: the device package, its requirements and one bundle, named by time and content.
+
+The content hash covers every file shipped, so deploying the same bundle and runner twice is
+recognised (and skipped) whatever the timestamp.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from device.bundle import open_bundle
+
+REPO = Path(__file__).resolve().parents[1]
+REMOTE_SCRIPT = "remote.sh"
+
+
+def device_files() -> list[Path]:
+    """The runner as the Pi needs it: device/*.py (all subpackages) and requirements.txt."""
+    root = REPO / "device"
+    files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
+    return files + [root / "requirements.txt"]
+
+
+def stage(bundle_dir: Path, destination: Path) -> str:
+    """Copy everything a release holds into ``destination``; return its content hash (12 hex)."""
+    bundle = open_bundle(bundle_dir)  # refuse a bundle whose checksums already fail here
+    digest = hashlib.sha256()
+    for path in device_files():
+        relative = path.relative_to(REPO)
+        target = destination / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        digest.update(str(relative).encode() + path.read_bytes())
+    shutil.copytree(bundle.root, destination / "bundle")
+    for path in sorted((destination / "bundle").rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(destination)).encode() + path.read_bytes())
+    shutil.copy2(Path(__file__).with_name(REMOTE_SCRIPT), destination / REMOTE_SCRIPT)
+    sha = digest.hexdigest()[:12]
+    (destination / "RELEASE.json").write_text(json.dumps({
+        "sha": sha, "task": bundle.task, "created": now_stamp(),
+        "models": sorted(bundle.models)}, indent=2) + "\n")
+    return sha
+
+
+def now_stamp() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+
+
+def release_name(sha: str) -> str:
+    return f"{now_stamp()}-{sha}"

@@ -1,0 +1,49 @@
+"""The float-vs-quantised regression check, with thresholds from ``thresholds.toml``.
+
+One function decides pass/fail so the export report, the tests and the accuracy-aware fallback
+all apply the same rule, and a failure always names the diagnose command to run next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
+THRESHOLDS_FILE = Path(__file__).with_name("thresholds.toml")
+#: Formats whose numbers are checked: everything that is not plain float32.
+QUANTISED = ("tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-int8", "onnx-dynamic")
+
+
+def thresholds(task: str, path: Path = THRESHOLDS_FILE) -> dict:
+    """The default thresholds with the task's overrides applied."""
+    config = tomllib.loads(Path(path).read_text())
+    merged = dict(config["default"])
+    merged.update(config.get("tasks", {}).get(task, {}))
+    return merged
+
+
+def violations(comparison: dict, limits: dict) -> list[str]:
+    """What in ``comparison`` (from export.compare.compare) breaks ``limits``; empty = pass."""
+    found = []
+    drop = -comparison["accuracy_delta"] * 100
+    if drop > limits["max_accuracy_drop_pt"]:
+        found.append(f"accuracy drops {drop:.2f} pt (limit {limits['max_accuracy_drop_pt']} pt)")
+    if comparison["agreement"] < limits["min_agreement"]:
+        found.append(f"top-1 agreement {comparison['agreement']:.2%} "
+                     f"(limit {limits['min_agreement']:.2%})")
+    for label, delta in comparison["recall_delta"].items():
+        if -delta * 100 > limits["max_class_recall_drop_pt"]:
+            found.append(f"class {label!r} recall drops {-delta * 100:.1f} pt "
+                         f"(limit {limits['max_class_recall_drop_pt']} pt)")
+    return found
+
+
+def explain(task: str, model_key: str, found: list[str]) -> str:
+    """A failure message that says what broke and the command that shows where."""
+    return (f"{task} {model_key} regressed against Keras fp32: " + "; ".join(found) +
+            f"\n  find the layers responsible: python -m export diagnose {task} "
+            f"--format {model_key}")

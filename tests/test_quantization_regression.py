@@ -1,0 +1,102 @@
+"""Accuracy regression: every quantised model in each task's bundle against its Keras fp32 model.
+
+Thresholds come from export/thresholds.toml (accuracy drop, top-1 agreement, per-class recall
+drop). Images: each task's full test split (digits 9,000, fruits 1,957, hand signs 270). All are
+below a minute through LiteRT/onnxruntime, so no subset is needed. The models are trained and
+exported by the session fixture (tests/conftest.py, REGRESSION_RECIPES), cached by content hash.
+
+A failure names the command that shows which layers broke:
+``python -m export diagnose TASK --format FORMAT``.
+"""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from device.backends import load_classifier
+from device.bundle import open_bundle
+from device.preprocess import to_input
+from export.compare import compare, predict_all
+from export.regression import QUANTISED, explain, thresholds, violations
+from tests.conftest import broken_int8
+
+pytestmark = pytest.mark.slow
+TASKS = ("digits", "fruits", "handsigns")
+CHECKED = [key for key in QUANTISED if key != "onnx-dynamic"]  # the bundle's default formats
+
+
+@pytest.fixture(scope="module")
+def float_reference(regression_artifacts, data_dir):
+    """Per task: (root, test inputs, labels y, label names, Keras fp32 probabilities)."""
+    import keras
+
+    from export.source import load_trained, training_data
+
+    cache = {}
+
+    def get(task):
+        if task not in cache:
+            root = regression_artifacts(task)
+            trained = load_trained(root, task)
+            data = training_data(trained, str(data_dir))
+            x = to_input(data.x_test, trained.spec)
+            model = keras.models.load_model(trained.model_path, compile=False)
+            cache[task] = (root, x, data.y_test, data.labels,
+                           model.predict(x, batch_size=256, verbose=0))
+        return cache[task]
+    return get
+
+
+@pytest.mark.parametrize("model_key", CHECKED)
+@pytest.mark.parametrize("task", TASKS)
+def test_quantised_model_stays_within_thresholds(task, model_key, float_reference):
+    root, x, y, labels, reference = float_reference(task)
+    bundle = open_bundle(root / task / "bundle")
+    classifier = load_classifier(bundle.model_path(model_key), bundle.models[model_key]["format"])
+    result = compare(predict_all(classifier, x), reference, y, labels)
+    limits = thresholds(task)
+    assert result["images"] >= min(limits["min_images"], len(y))
+    found = violations(result, limits)
+    print(f"{task} {model_key}: accuracy {result['accuracy']:.4f} "
+          f"({result['accuracy_delta'] * 100:+.2f} pt), agreement {result['agreement']:.4f}")
+    assert not found, explain(task, model_key, found)
+
+
+# --- the check can fail: a deliberately broken int8 model -------------------------------------
+
+@pytest.mark.parametrize("model_key", ["tflite-int8", "onnx-int8"])
+def test_regression_check_catches_a_badly_calibrated_model(model_key, float_reference, tmp_path):
+    from export.diagnose import diagnose
+
+    root, x, y, labels, reference = float_reference("digits")
+    bundle_dir = broken_int8(root, "digits", model_key, tmp_path)
+    bundle = open_bundle(bundle_dir)
+    classifier = load_classifier(bundle.model_path(model_key), bundle.models[model_key]["format"])
+    result = compare(predict_all(classifier, x), reference, y, labels)
+    found = violations(result, thresholds("digits"))
+    assert found, f"an all-zeros calibration went unnoticed: {result}"
+    message = explain("digits", model_key, found)
+    assert f"python -m export diagnose digits --format {model_key}" in message
+    # ...and diagnose points at the damage: far lower SQNR than a healthy model's layers.
+    healthy = diagnose("digits", model_key, bundle_dir=root / "digits" / "bundle", images=16,
+                       calibration_dir=root / "calibration")
+    broken = diagnose("digits", model_key, bundle_dir=bundle_dir, images=16,
+                      calibration_dir=root / "calibration")
+    assert broken["worst"][0]["sqnr_db"] < healthy["worst"][0]["sqnr_db"] - 10
+    assert broken["first_collapse"] is not None and healthy["first_collapse"] is None
+    assert Path(broken["report"]).read_text().startswith("# Quantisation diagnosis")
+
+
+def test_violations_logic_on_constructed_comparisons():
+    limits = {"max_accuracy_drop_pt": 0.5, "min_agreement": 0.99, "max_class_recall_drop_pt": 3.0}
+    good = {"accuracy_delta": -0.001, "agreement": 0.998, "recall_delta": {"a": -0.01}}
+    assert violations(good, limits) == []
+    bad = {"accuracy_delta": -0.02, "agreement": 0.95, "recall_delta": {"a": 0.0, "b": -0.2}}
+    found = violations(bad, limits)
+    assert len(found) == 3 and "class 'b'" in found[2]
+
+
+def test_thresholds_file_has_the_export_issue_values():
+    limits = thresholds("digits")
+    assert limits["max_accuracy_drop_pt"] == 0.5 and limits["min_agreement"] == 0.99

@@ -58,6 +58,8 @@ def check(bundle_dir: Path, threads: int = 1, runs: int = 20) -> tuple[list[dict
                 row["status"] = f"FAIL: accuracy {accuracy:.3f} < export's {expected:.3f}"
         except UserError as exc:
             row["status"] = f"FAIL: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a model that crashes the runtime fails the check
+            row["status"] = f"FAIL: {type(exc).__name__}: {exc}"
         all_ok &= row["status"] == "ok"
         rows.append(row)
     return rows, all_ok

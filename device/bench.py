@@ -51,7 +51,7 @@ def sample_footage(bundle, folder: Path, frames: int = 120) -> Path:
 
 def end_to_end_fps(bundle_dir: Path, video: Path, model: str, threads: int) -> dict:
     """Frames per second of the headless runner on ``video`` (JSON lines to /dev/null)."""
-    from device.runner import RunOptions, Runner
+    from device.runner import Runner, RunOptions
 
     with open(os.devnull, "w") as sink:
         runner = Runner(RunOptions(bundle=bundle_dir, source=str(video), model=model,

@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "run":
-            from device.runner import RunOptions, Runner
+            from device.runner import Runner, RunOptions
 
             options = RunOptions(bundle=args.bundle, source=args.source, model=args.model,
                                  threads=args.threads, roi=args.roi, headless=args.headless,

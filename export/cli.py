@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--images", type=int, default=64, help="images to compare (default 64)")
     diagnose.add_argument("--top", type=int, default=10, help="worst layers to list")
     for name, spec in TASKS.items():
-        sub = commands.add_parser(name, parents=[common], help=f"export the {name} model")
+        sub = commands.add_parser(name, parents=[common],
+                                  help=f"export the {name} model ({spec.description})")
         sub.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
                          help=f"comma-separated, from: {', '.join(FORMATS)} "
                               f"(default: {','.join(DEFAULT_FORMATS)})")

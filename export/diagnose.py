@@ -16,7 +16,6 @@ its predecessors' is usually the culprit, not merely the last one.
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 from pathlib import Path
@@ -98,9 +97,11 @@ def diagnose_tflite(bundle, key: str, inputs: np.ndarray) -> list[dict]:
 
 def diagnose_onnx(bundle, key: str, inputs: np.ndarray) -> list[dict]:
     import onnx
-    from onnxruntime.quantization.qdq_loss_debug import (collect_activations,
-                                                         create_activation_matching,
-                                                         modify_model_output_intermediate_tensors)
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
 
     from export.formats._context import CalibrationReader
 

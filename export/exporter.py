@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.atomic import atomic_path, write_json, write_text
+from device.atomic import write_json, write_text
 from device.backends import load_classifier
 from device.bundle import BUNDLE_FORMAT, sha256_of
 from device.errors import UserError

@@ -108,10 +108,9 @@ def broken_int8(root: Path, task: str, key: str, workdir: Path, destination: Pat
     checksums updated, as a careless export would write them)."""
     import keras
 
+    from device.bundle import sha256_of
     from export.formats import FORMATS
     from export.formats._context import ExportContext
-
-    from device.bundle import sha256_of
 
     bundle_dir = destination or workdir / "bundle"
     shutil.copytree(root / task / "bundle", bundle_dir)

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 from device.footage import digit_on_paper, photo_in_scene, write_folder, write_video
-from device.runner import RunOptions, Runner
+from device.runner import Runner, RunOptions
 from train.data import load_dataset
 
 pytestmark = pytest.mark.slow

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from device.errors import UserError
-from train.data import load_dataset, resolve_data_dir
 from train.data import digits as digits_loader
 from train.data import handsigns as handsigns_loader
+from train.data import load_dataset, resolve_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

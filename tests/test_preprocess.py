@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
+from device.errors import UserError
 from device.preprocess import center_square, fit_image, preprocess, to_colour, to_input
 from device.tasks import TASKS, get_task
-from device.errors import UserError
 
 
 def test_center_square_keeps_the_middle():

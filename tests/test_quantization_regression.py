@@ -11,7 +11,6 @@ A failure names the command that shows which layers broke:
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from device.backends import load_classifier

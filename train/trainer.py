@@ -189,7 +189,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
 
     final = float32_copy(core, build) if mixed else core
     probs = final.predict(to_input(data.x_test, spec), batch_size=256, verbose=0)
-    from train.report import classification_metrics, plot_confusion, plot_history, versions
+    from train.report import classification_metrics, versions
 
     test = classification_metrics(data.y_test, probs, data.labels)
     metrics = {

@@ -10,8 +10,7 @@ from export.formats._context import CalibrationReader
 
 def convert(context, destination: Path) -> None:
     import onnx
-    from onnxruntime.quantization import (CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     calibration = context.require_calibration("onnx-int8")

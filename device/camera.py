@@ -135,6 +135,25 @@ def centre_by_mass(patch: np.ndarray, size: int = 28) -> np.ndarray:
 WORK_SIZE = 64
 
 
+#: MNIST strokes are about 2-3 px wide once the digit fits 20x20; a fine pen gives thinner ones.
+MIN_STROKE_PX = 2.2
+
+
+def stroke_width(patch: np.ndarray) -> float:
+    """Mean stroke width of a fitted digit: twice its inked area over its outline length."""
+    mask = (patch > 0.3).astype(np.uint8)
+    contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+    perimeter = sum(cv2.arcLength(c, True) for c in contours)
+    return 2.0 * float(mask.sum()) / perimeter if perimeter else 0.0
+
+
+def normalise_stroke(patch: np.ndarray) -> np.ndarray:
+    """Thicken strokes thinner than MNIST's (a fine pen), so they look like what training saw."""
+    if 0.0 < stroke_width(patch) < MIN_STROKE_PX:
+        patch = cv2.dilate(patch, np.ones((2, 2), np.uint8))
+    return patch
+
+
 def mnistify(roi_bgr: np.ndarray, size: int = 28) -> np.ndarray | None:
     """A dark digit on light paper -> uint8 (size, size, 1), white ink on black like MNIST.
 
@@ -160,7 +179,7 @@ def mnistify(roi_bgr: np.ndarray, size: int = 28) -> np.ndarray | None:
     h, w = strokes.shape
     fit = 20.0 / max(h, w)
     new_w, new_h = max(1, int(round(w * fit))), max(1, int(round(h * fit)))
-    small = cv2.resize(strokes, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    small = normalise_stroke(cv2.resize(strokes, (new_w, new_h), interpolation=cv2.INTER_AREA))
     patch = centre_by_mass(small, size)
     return np.clip(patch * 255.0, 0, 255).astype(np.uint8)[:, :, None]
 

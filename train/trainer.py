@@ -111,14 +111,22 @@ def use_mixed_precision(setting: str) -> bool:
     return setting == "on"
 
 
-def make_datasets(x_train, y_train, x_val, y_val, n_classes: int, batch_size: int, seed: int):
+def make_datasets(x_train, y_train, x_val, y_val, n_classes: int, batch_size: int, seed: int,
+                  augment=None):
+    """tf.data pipelines. With ``augment`` (a Keras preprocessing model) the training batches are
+    augmented inside tf.data, in parallel and ahead of the training step: on a CPU that overlaps
+    augmentation with training instead of serialising them."""
     import tensorflow as tf
 
     def pipeline(x, y, training: bool):
         ds = tf.data.Dataset.from_tensor_slices((x, np.eye(n_classes, dtype=np.float32)[y]))
         if training:
             ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-        return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+        ds = ds.batch(batch_size)
+        if training and augment is not None:
+            ds = ds.map(lambda images, labels: (augment(images, training=True), labels),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
 
     return pipeline(x_train, y_train, True), pipeline(x_val, y_val, False)
 
@@ -162,14 +170,19 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
         from train.models import build_model
         return build_model(task.name, config.arch, input_shape, n_classes, config.weights)
 
+    from train.models import augmentation, with_augmentation
+
+    # On a GPU the augmentation layers run inside the model, on the accelerator; on a CPU they
+    # run in the tf.data pipeline, on the spare core, while the previous batch trains.
+    augment_in_model = bool(tf.config.list_physical_devices("GPU"))
     batch_size = config.batch_size * strategy.num_replicas_in_sync
-    train_ds, val_ds = make_datasets(to_input(x_train, spec), y_train, to_input(x_val, spec),
-                                     y_val, n_classes, batch_size, config.seed)
+    train_ds, val_ds = make_datasets(
+        to_input(x_train, spec), y_train, to_input(x_val, spec), y_val, n_classes, batch_size,
+        config.seed, None if augment_in_model else augmentation(task.name, config.seed))
     steps = config.epochs * int(np.ceil(len(x_train) / batch_size))
     with strategy.scope():
-        from train.models import with_augmentation
         core = build()
-        model = with_augmentation(core, task.name, config.seed)
+        model = with_augmentation(core, task.name, config.seed) if augment_in_model else core
         schedule = keras.optimizers.schedules.CosineDecay(
             0.0, decay_steps=max(1, steps - steps // 20), warmup_target=config.learning_rate,
             warmup_steps=max(1, steps // 20))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from device.errors import UserError
 
@@ -137,3 +137,22 @@ def with_augmentation(core: keras.Model, task: str, seed: int) -> keras.Model:
     inputs = keras.Input(shape=core.input_shape[1:], name="image")
     outputs = core(augmentation(task, seed)(inputs))
     return keras.Model(inputs, outputs, name=f"{core.name}_train")
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class HorizontalFlip(layers.Layer):
+    """Mirror images left-right (NHWC). A named layer, not a Lambda, so the model saves and
+    loads safely and converts to TFLite/ONNX as a plain reverse op."""
+
+    def call(self, images):
+        return ops.flip(images, axis=2)
+
+
+def with_flip_averaging(core: keras.Model) -> keras.Model:
+    """Test-time augmentation baked into the model: the average of the predictions for the
+    image and its mirror image. For classes that do not change under a mirror (a left or right
+    hand, a fruit) it is cheap robustness; the device runs it without knowing."""
+    inputs = keras.Input(shape=core.input_shape[1:], name="image")
+    mirrored = HorizontalFlip(name="mirror")(inputs)
+    outputs = layers.Average(name="flip_average")([core(inputs), core(mirrored)])
+    return keras.Model(inputs, outputs, name=f"{core.name}_flip_tta")

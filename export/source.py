@@ -33,6 +33,8 @@ class Trained:
     def load_model(self):
         import keras
 
+        import train.models  # noqa: F401 - registers the custom layers a saved model may use
+
         try:
             return keras.models.load_model(self.model_path, compile=False)
         except Exception as exc:  # noqa: BLE001 - corrupt zip, wrong Keras version, ...

@@ -129,3 +129,24 @@ def test_failed_export_leaves_the_previous_bundle(quick_artifacts, tmp_path, mon
     leftovers = [p.name for p in (root / "digits").iterdir() if p.name.startswith(".")]
     assert leftovers == [], leftovers
     assert onnx_int8.FORMAT.convert is not crash
+
+
+def test_flip_averaging_model_exports_and_stays_mirror_invariant(data_dir, tmp_path):
+    """--tta bakes mirror averaging into the model: it must survive save, load and conversion,
+    so every exported file gives the same answer for an image and its mirror."""
+    from export.exporter import export
+    from train.trainer import TrainConfig, train
+
+    train(TrainConfig(task="fruits", data_dir=data_dir, limit_per_class=20, epochs=1,
+                      image_size=32, tta=True, out_dir=tmp_path, verbose=0))
+    export("fruits", tmp_path, ["tflite-fp32", "tflite-int8", "onnx-fp32"], calibration_count=50,
+           latency_runs=2, calibration_dir=tmp_path / "calibration")
+    bundle = open_bundle(tmp_path / "fruits" / "bundle")
+    with np.load(bundle.root / "samples.npz") as samples:
+        x = to_input(samples["x"][:16], bundle.preprocessing)
+    for key, entry in bundle.models.items():
+        classifier = load_classifier(bundle.model_path(key), entry["format"])
+        same = classifier.predict(x)
+        mirrored = classifier.predict(np.ascontiguousarray(x[:, :, ::-1]))
+        tolerance = 0.02 if key.endswith("int8") else 1e-5
+        assert np.max(np.abs(same - mirrored)) <= tolerance, key

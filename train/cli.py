@@ -39,6 +39,10 @@ def common_options() -> argparse.ArgumentParser:
     model.add_argument("--batch-size", type=int)
     model.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
     model.add_argument("--label-smoothing", type=float)
+    model.add_argument("--tta", action="store_true",
+                       help="save a model that averages its predictions over the image and its "
+                            "mirror image (classes that do not change when mirrored: hands, "
+                            "fruits); the device runs it unchanged at twice the inference cost")
     run = parent.add_argument_group("run")
     run.add_argument("--seed", type=int, default=42, help="seed for splits, init and augmentation")
     run.add_argument("--strategy", default="auto", choices=["auto", "mirrored", "multiworker"],
@@ -91,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size, learning_rate=args.learning_rate,
             label_smoothing=args.label_smoothing, val_split=args.val_split,
             limit_per_class=args.limit_per_class, seed=args.seed, strategy=args.strategy,
-            mixed_precision=args.mixed_precision, out_dir=Path(args.out))
+            mixed_precision=args.mixed_precision, tta=args.tta, out_dir=Path(args.out))
         train(config)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -41,6 +41,7 @@ class TrainConfig:
     seed: int = 42
     strategy: str = "auto"
     mixed_precision: str = "auto"
+    tta: bool = False
     out_dir: Path = Path("artifacts")
     verbose: int | str = "auto"
     extra: dict = field(default_factory=dict)
@@ -201,6 +202,9 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
     train_seconds = time.time() - fit_started
 
     final = float32_copy(core, build) if mixed else core
+    if config.tta:
+        from train.models import with_flip_averaging
+        final = with_flip_averaging(final)
     probs = final.predict(to_input(data.x_test, spec), batch_size=256, verbose=0)
     from train.report import classification_metrics, versions
 

@@ -39,6 +39,9 @@ def common_options() -> argparse.ArgumentParser:
     model.add_argument("--batch-size", type=int)
     model.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
     model.add_argument("--label-smoothing", type=float)
+    model.add_argument("--weight-decay", type=float, help="AdamW decoupled weight decay")
+    model.add_argument("--mixup", type=float, metavar="ALPHA",
+                       help="MixUp Beta(alpha, alpha) blending of training pairs (0 = off)")
     model.add_argument("--tta", action="store_true",
                        help="save a model that averages its predictions over the image and its "
                             "mirror image (classes that do not change when mirrored: hands, "
@@ -93,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
             arch=args.arch, weights=args.weights, image_size=args.image_size, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.learning_rate,
-            label_smoothing=args.label_smoothing, val_split=args.val_split,
+            label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
+            mixup=args.mixup, val_split=args.val_split,
             limit_per_class=args.limit_per_class, seed=args.seed, strategy=args.strategy,
             mixed_precision=args.mixed_precision, tta=args.tta, out_dir=Path(args.out))
         train(config)

@@ -30,8 +30,10 @@ def test_embedded_demo_trains_without_data(tmp_path, monkeypatch):
     from train.trainer import TrainConfig, train
 
     monkeypatch.delenv("DATA_DIR", raising=False)
-    metrics = train(TrainConfig(task="digits", embedded=True, epochs=3, out_dir=tmp_path,
-                                verbose=0))
+    # 1,347 training images: batch 32 for 10 epochs gives ~380 steps (3 epochs at the default
+    # batch 128 gave 33 steps, too few to learn).
+    metrics = train(TrainConfig(task="digits", embedded=True, epochs=10, batch_size=32,
+                                out_dir=tmp_path, verbose=0))
     assert metrics["dataset"]["source"].startswith("sklearn")
     assert metrics["test"]["accuracy"] > 0.8
     assert (tmp_path / "digits" / "model.keras").is_file()

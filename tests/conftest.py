@@ -58,7 +58,10 @@ def source_hash(*parts: str) -> str:
 QUICK_RECIPES = {
     "digits": {"limit_per_class": 3000, "epochs": 3},
     "fruits": {"epochs": 8},
-    "handsigns": {"epochs": 40},
+    # 40 epochs of the hand-sign recipe leave a soft model whose int8 copy flips 2 of the 270
+    # test images (0.74 pt, over the 0.5 pt limit); with MixUp and weight decay the shortened
+    # run is better calibrated and stays within the thresholds (measured: all checks pass).
+    "handsigns": {"epochs": 40, "weight_decay": 0.05, "mixup": 0.2},
 }
 
 

@@ -26,12 +26,24 @@ def thresholds(task: str, path: Path = THRESHOLDS_FILE) -> dict:
     return merged
 
 
+def resolvable(limits: dict, images: int) -> dict:
+    """The limits a split of ``images`` can resolve: none finer than ``min_resolvable_images``."""
+    floor = limits.get("min_resolvable_images", 0)
+    if not floor or not images:
+        return limits
+    adjusted = dict(limits)
+    adjusted["max_accuracy_drop_pt"] = max(limits["max_accuracy_drop_pt"], 100.0 * floor / images)
+    adjusted["min_agreement"] = min(limits["min_agreement"], 1.0 - floor / images)
+    return adjusted
+
+
 def violations(comparison: dict, limits: dict) -> list[str]:
     """What in ``comparison`` (from export.compare.compare) breaks ``limits``; empty = pass."""
     found = []
+    limits = resolvable(limits, comparison.get("images", 0))
     drop = -comparison["accuracy_delta"] * 100
     if drop > limits["max_accuracy_drop_pt"]:
-        found.append(f"accuracy drops {drop:.2f} pt (limit {limits['max_accuracy_drop_pt']} pt)")
+        found.append(f"accuracy drops {drop:.2f} pt (limit {limits['max_accuracy_drop_pt']:.2f} pt)")
     if comparison["agreement"] < limits["min_agreement"]:
         found.append(f"top-1 agreement {comparison['agreement']:.2%} "
                      f"(limit {limits['min_agreement']:.2%})")

@@ -22,6 +22,7 @@ from device.backends import load_classifier
 from device.bundle import open_bundle
 from device.camera import FramePreprocessor, parse_roi
 from device.errors import UserError
+from device.overlay import visualize
 from device.smoothing import UNSURE, ExponentialVote, gate
 from device.sources import open_source
 
@@ -132,7 +133,6 @@ class Runner:
                 if self.options.save or not self.options.headless:
                     shown = record.get("smoothed_label", record["label"])
                     shown_score = record.get("smoothed_score", record["score"])
-                    from device.overlay import visualize
                     annotated = visualize(frame, roi, shown, shown_score, fps,
                                           record["latency_ms"])
                     self._save(annotated)

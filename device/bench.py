@@ -45,7 +45,8 @@ def sample_footage(bundle, folder: Path, frames: int = 120) -> Path:
             rendered.append(digit_on_paper(image[:, :, 0], rng))
         else:
             bgr = image[:, :, ::-1] if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-            rendered.append(photo_in_scene(np.ascontiguousarray(bgr), rng))
+            rendered.append(photo_in_scene(np.ascontiguousarray(bgr), rng,
+                                           model_side=bundle.preprocessing["size"][0]))
     return write_video(rendered, folder / "bench_footage.avi")
 
 

@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="inference threads, fixed when the interpreter is built (default 2)")
     run.add_argument("--roi", default="auto",
                      help="region to classify: a centre-box fraction (0.6), 'full', or x,y,w,h "
-                          "pixels (default: 0.6 for cameras/videos, full for image folders)")
+                          "pixels (default: 0.6 for cameras/videos, full for image folders); "
+                          "a fraction snaps to a whole multiple of the model's input side")
     run.add_argument("--headless", action="store_true",
                      help="no window: one JSON line per frame on stdout")
     run.add_argument("--save", type=Path, help="record the annotated stream (.mp4 or .avi)")

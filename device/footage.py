@@ -63,11 +63,14 @@ def digit_on_paper(digit: np.ndarray, rng: np.random.Generator, box: float = 0.6
 
 
 def photo_in_scene(photo: np.ndarray, rng: np.random.Generator, box: float = 0.6,
-                   shape=FRAME) -> np.ndarray:
+                   shape=FRAME, model_side: int = 1) -> np.ndarray:
     """A BGR photo scaled to fill the centre box of a larger frame, the rest a blurred,
-    unevenly lit scene; then noise and JPEG."""
+    unevenly lit scene; then noise and JPEG. The box is the one the runner draws for a
+    ``model_side``-pixel model (see :func:`device.camera.roi_for`): where a user would hold it."""
+    from device.camera import roi_for
+
     height, width = shape
-    side = int(min(shape) * box)
+    side = roi_for(shape, box, model_side).width
     background = rng.integers(60, 200, (6, 8, 3)).astype(np.uint8)
     scene = cv2.resize(background, (width, height), interpolation=cv2.INTER_CUBIC)
     scene = (scene.astype(np.float32) * lighting(rng, shape, low=0.7)[:, :, None])

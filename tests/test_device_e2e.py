@@ -101,7 +101,9 @@ def test_photos_scaled_into_larger_frames(task, quick_artifacts, data_dir, tmp_p
             y.append(index)
     rng = np.random.default_rng(5)
     photos = [cv2.imread(str(p)) for p in paths]
-    video = write_video([photo_in_scene(photo, rng) for photo in photos], tmp_path / "v.avi")
+    side = metadata["preprocessing"]["size"][0]
+    video = write_video([photo_in_scene(photo, rng, model_side=side) for photo in photos],
+                        tmp_path / "v.avi")
     records = run_headless(bundle, video, smoothing=False)
     expected = metadata["models"][0]["test_accuracy"]
     score = accuracy(records, labels, np.array(y))

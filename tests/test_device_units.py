@@ -28,6 +28,24 @@ def test_roi_is_centred_and_clipped():
     assert roi_for((480, 640, 3), 0.5) == Roi(200, 120, 240, 240)
     assert roi_for((480, 640, 3), "full") == Roi(0, 0, 640, 480)
     assert roi_for((480, 640, 3), (600, 400, 100, 100)) == Roi(600, 400, 40, 80)
+    # Snapped to a whole multiple of the model side (fast, exact area resize); never past the frame.
+    assert roi_for((480, 640, 3), 0.6, 64) == Roi(192, 112, 256, 256)
+    assert roi_for((480, 640, 3), 1.0, 64) == Roi(96, 16, 448, 448)
+    assert roi_for((40, 60, 3), 0.6, 64) == Roi(18, 8, 24, 24)
+
+
+def test_fit_image_rgb_identical_to_converting_first():
+    """The late BGR -> RGB swap in fit_image is an optimisation, not a change of output."""
+    from device.preprocess import center_square, fit_image, resize
+    from device.tasks import TASKS
+
+    spec = TASKS["handsigns"].preprocessing()
+    rng = np.random.default_rng(0)
+    for shape in ((480, 640, 3), (97, 131, 3), (30, 20, 4)):
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        code = cv2.COLOR_BGRA2RGB if shape[2] == 4 else cv2.COLOR_BGR2RGB
+        expected = resize(center_square(cv2.cvtColor(image, code)), (64, 64))
+        np.testing.assert_array_equal(fit_image(image, spec), expected)
 
 
 def mnist_digit() -> np.ndarray:

@@ -45,6 +45,38 @@ def test_handsigns_photo_folders(data_dir):
     assert data.labels == ["rock", "paper", "scissors"]
     assert data.counts()["train"] == {"rock": 740, "paper": 553, "scissors": 584}
     assert data.counts()["test_total"] == 270 and data.x_test.shape[1:] == (64, 64, 3)
+    # Crops carry the clip they came from: 513 sources, the largest 7 are 60-frame videos.
+    assert len(data.groups_train) == 1877 and len(set(data.groups_train)) == 513
+
+
+def test_source_group_joins_frames_of_one_clip_and_roboflow_copies():
+    from train.data.images import source_group
+
+    def group(name):
+        return source_group(Path(name))
+
+    assert group("rock.IMG_5567_mp4-14_jpg.rf.5e00_01894.jpg") == "IMG_5567_mp4"
+    assert group("rock.IMG_5567_mp4-57_jpg.rf.aa11_00001.jpg") == "IMG_5567_mp4"
+    assert group("paper.Photo-on-2-16-22-at-10-20-AM-4_jpg.rf.bc_00002.jpg") == \
+        "Photo-on-2-16-22-at-10-20-AM"
+    # Roboflow's augmented copies of one frame (different hashes) stay together.
+    assert group("rock.0001_png.rf.5e009a_01894.jpg") == group("rock.0001_png.rf.b7e30e_00123.jpg")
+    assert group("scissors.egohands-public-1624546383552_png_jpg.rf.0f_00010.jpg") == \
+        "egohands-public-1624546383552_png"
+    assert group("r_123_100.jpg") == "r_123_100"  # other names: each image on its own
+
+
+def test_grouped_validation_split_keeps_clips_apart(data_dir):
+    from train.trainer import split_validation
+
+    data = load_dataset("handsigns", data_dir, 32)
+    x = np.arange(len(data.y_train))
+    x_train, x_val, y_train, y_val = split_validation(x, data.y_train, data.groups_train, 0.1, 42)
+    assert not set(data.groups_train[x_train]) & set(data.groups_train[x_val])
+    assert 0.07 < len(x_val) / len(x) < 0.15 and set(y_val) == {0, 1, 2}
+    # Without groups it is the usual stratified split.
+    _, x_val, _, _ = split_validation(x, data.y_train, None, 0.1, 42)
+    assert len(x_val) == round(0.1 * len(x))
 
 
 def test_embedded_digits_need_no_files():

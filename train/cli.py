@@ -42,6 +42,9 @@ def common_options() -> argparse.ArgumentParser:
     model.add_argument("--weight-decay", type=float, help="AdamW decoupled weight decay")
     model.add_argument("--mixup", type=float, metavar="ALPHA",
                        help="MixUp Beta(alpha, alpha) blending of training pairs (0 = off)")
+    model.add_argument("--ema", type=float, metavar="MOMENTUM",
+                       help="keep an exponential moving average of the weights and save it "
+                            "instead of the last step's (e.g. 0.99; 0 = off)")
     model.add_argument("--tta", action="store_true",
                        help="save a model that averages its predictions over the image and its "
                             "mirror image (classes that do not change when mirrored: hands, "
@@ -97,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             arch=args.arch, weights=args.weights, image_size=args.image_size, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.learning_rate,
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
-            mixup=args.mixup, val_split=args.val_split,
+            mixup=args.mixup, ema=args.ema, val_split=args.val_split,
             limit_per_class=args.limit_per_class, seed=args.seed, strategy=args.strategy,
             mixed_precision=args.mixed_precision, tta=args.tta, out_dir=Path(args.out))
         train(config)

@@ -27,6 +27,8 @@ class Dataset:
     y_test: np.ndarray
     source: str
     notes: list[str] = field(default_factory=list)
+    #: Per training image, the clip or session it came from (None: images are independent).
+    groups_train: np.ndarray | None = None
 
     def counts(self) -> dict:
         """Images per class and split, for metrics.json and the README tables."""

@@ -82,11 +82,13 @@ def load_folders(folder: Path, size: int) -> Dataset:
     if test_dir is None:
         raise UserError(f"no testing/ folder next to {train_dir}: {WHERE}")
     spec = TASKS["handsigns"].preprocessing(size)
+    groups: list[str] = []
     x_train, y_train = read_split(train_dir, list(HANDSIGNS), class_folders(train_dir), spec,
-                                  "handsigns train")
+                                  "handsigns train", groups)
     x_test, y_test = read_split(test_dir, list(HANDSIGNS), class_folders(test_dir), spec,
                                 "handsigns test")
-    return Dataset("handsigns", list(HANDSIGNS), x_train, y_train, x_test, y_test, str(folder))
+    return Dataset("handsigns", list(HANDSIGNS), x_train, y_train, x_test, y_test, str(folder),
+                   groups_train=np.array(groups))
 
 
 def load_csv(folder: Path, size: int) -> Dataset:

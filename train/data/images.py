@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,6 +14,11 @@ from device.errors import UserError
 from device.preprocess import fit_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+
+#: Roboflow export names: ``<class>.<source>_<ext>.rf.<hash>[_<crop>].jpg``.
+ROBOFLOW_NAME = re.compile(r"^[^.]+\.(?P<source>.+?)\.rf\.[0-9a-f]+")
+#: A frame number after a video or photo-session name: ``IMG_5567_mp4-14``, ``...-10-20-AM-4``.
+FRAME_SUFFIX = re.compile(r"(?<=mp4|mov|MOV|MP4|avi|-AM|-PM)-\d+$")
 
 
 def find_subdir(root: Path, names: tuple[str, ...]) -> Path | None:
@@ -48,9 +54,26 @@ def read_image(path: Path) -> np.ndarray:
     return image
 
 
+def source_group(path: Path) -> str:
+    """The recording an image came from, so a validation split can keep whole clips apart.
+
+    Roboflow exports name each crop after its source frame (and export up to three augmented
+    copies of it, under different hashes); frames of one video or photo session share a stem.
+    Mixing them across train and validation makes validation a near-copy of training: the hand
+    signs' stratified split scored 94.7 % while the clip-disjoint test split scored 81.5 %.
+    Files named otherwise are their own group.
+    """
+    match = ROBOFLOW_NAME.match(path.name)
+    if match is None:
+        return path.stem
+    source = re.sub(r"_(jpe?g|png)$", "", match["source"])
+    return FRAME_SUFFIX.sub("", source)
+
+
 def read_split(split_dir: Path, class_names: list[str], folder_names: list[str], spec: dict,
-               desc: str) -> tuple[np.ndarray, np.ndarray]:
-    """Read every image of the given class folders, fitted to ``spec``; labels are list indices."""
+               desc: str, groups: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read every image of the given class folders, fitted to ``spec``; labels are list indices.
+    With ``groups`` (a list), each image's :func:`source_group` is appended to it."""
     jobs: list[tuple[Path, int]] = []
     for index, folder in enumerate(folder_names):
         jobs.extend((path, index) for path in list_images(split_dir / folder))
@@ -63,4 +86,6 @@ def read_split(split_dir: Path, class_names: list[str], folder_names: list[str],
                            leave=False, mininterval=1.0))
     x = np.stack(images) if images else np.zeros((0, *spec["size"], spec["channels"]), np.uint8)
     y = np.array([label for _, label in jobs], dtype=np.int64)
+    if groups is not None:
+        groups.extend(source_group(path) for path, _ in jobs)
     return x, y

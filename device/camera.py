@@ -123,7 +123,9 @@ def digit_components(mask: np.ndarray) -> np.ndarray:
         return np.zeros_like(mask)
     keep = (areas >= max(min_area, 0.15 * areas[main])) & ~touches_edge
     keep[main] = True
-    return np.isin(labels, 1 + np.flatnonzero(keep)).astype(np.uint8)
+    lookup = np.zeros(count, np.uint8)  # label -> 1 if kept: one gather, not a set lookup
+    lookup[1 + np.flatnonzero(keep)] = 1
+    return lookup[labels]
 
 
 def centre_by_mass(patch: np.ndarray, size: int = 28) -> np.ndarray:

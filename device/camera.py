@@ -89,7 +89,14 @@ def flatten_light(gray: np.ndarray) -> np.ndarray:
     # shadow edges included; a Gaussian smooths the estimate.
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel))
     background = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, disc)
-    background = cv2.GaussianBlur(background, (0, 0), kernel / 2).astype(np.float32)
+    # The estimate is smooth by construction, so it is blurred at half resolution and scaled
+    # back: a quarter of the pixels and half the taps, the same to within a gray level or two.
+    height, width = background.shape
+    half = cv2.resize(background, (max(1, width // 2), max(1, height // 2)),
+                      interpolation=cv2.INTER_AREA)
+    half = cv2.GaussianBlur(half, (0, 0), kernel / 4)
+    background = cv2.resize(half, (width, height), interpolation=cv2.INTER_LINEAR)
+    background = background.astype(np.float32)
     ratio = gray.astype(np.float32) / np.maximum(background, 1.0)
     return np.clip(1.0 - ratio, 0.0, 1.0)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device.camera import roi_for
+
 FRAME = (480, 640)  # height, width
 
 
@@ -67,8 +69,6 @@ def photo_in_scene(photo: np.ndarray, rng: np.random.Generator, box: float = 0.6
     """A BGR photo scaled to fill the centre box of a larger frame, the rest a blurred,
     unevenly lit scene; then noise and JPEG. The box is the one the runner draws for a
     ``model_side``-pixel model (see :func:`device.camera.roi_for`): where a user would hold it."""
-    from device.camera import roi_for
-
     height, width = shape
     side = roi_for(shape, box, model_side).width
     background = rng.integers(60, 200, (6, 8, 3)).astype(np.uint8)

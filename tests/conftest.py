@@ -58,9 +58,10 @@ def source_hash(*parts: str) -> str:
 QUICK_RECIPES = {
     "digits": {"limit_per_class": 3000, "epochs": 3},
     "fruits": {"epochs": 8},
-    # 40 epochs of the hand-sign recipe leave a soft model whose int8 copy flips 2 of the 270
-    # test images (0.74 pt, over the 0.5 pt limit); with MixUp and weight decay the shortened
-    # run is better calibrated and stays within the thresholds (measured: all checks pass).
+    # 40 epochs of the hand-sign recipe leave a soft model whose int8 copy can flip 2 of the
+    # 270 test images (0.74 pt). MixUp and weight decay make the shortened run better
+    # calibrated, but CPU training is not deterministic and 2-image flips still occur: the
+    # regression limits' 3-image floor (export/thresholds.toml) is what keeps them passing.
     "handsigns": {"epochs": 40, "weight_decay": 0.05, "mixup": 0.2},
 }
 

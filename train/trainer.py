@@ -90,6 +90,11 @@ def limit_per_class(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, lim
     return x[keep], y[keep], None if groups is None else groups[keep]
 
 
+def groups_usable(groups: np.ndarray | None, fraction: float) -> bool:
+    """Whether there are enough distinct clips to hold a ``fraction`` of them out whole."""
+    return groups is not None and len(np.unique(groups)) >= round(1 / fraction)
+
+
 def split_validation(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, fraction: float,
                      seed: int):
     """A stratified, seeded validation split carved from the training data (never the test set).
@@ -99,7 +104,7 @@ def split_validation(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, fr
     """
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-    if groups is None or len(np.unique(groups)) < round(1 / fraction):
+    if not groups_usable(groups, fraction):
         return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
     folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
     train_index, val_index = next(folds.split(x, y, groups))
@@ -265,7 +270,8 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
         "validation_accuracy": float(history.history["val_accuracy"][-1]),
         "dataset": {"source": data.source, "notes": data.notes, **data.counts(),
                     "validation_total": int(len(x_val)),
-                    "validation_split": "clip-grouped" if groups is not None else "stratified"},
+                    "validation_split": ("clip-grouped" if groups_usable(groups, config.val_split)
+                                         else "stratified")},
         "training_seconds": round(train_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},

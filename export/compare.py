@@ -23,9 +23,25 @@ def per_class_recall(y: np.ndarray, predicted: np.ndarray, n_classes: int) -> np
     return recall
 
 
+#: A float prediction whose top two probabilities are closer than this is a near-tie: any
+#: rounding, int8 or a different CPU kernel, may turn it over.
+NEAR_TIE_MARGIN = 0.05
+
+
+def top2_margin(probs: np.ndarray) -> np.ndarray:
+    """Per image, the gap between the two highest probabilities."""
+    top = np.sort(probs, axis=1)
+    return top[:, -1] - top[:, -2] if probs.shape[1] > 1 else np.ones(len(probs))
+
+
 def compare(probs: np.ndarray, reference: np.ndarray, y: np.ndarray, labels: list[str]) -> dict:
-    """Accuracy, its change vs the reference, top-1 agreement and per-class recall changes."""
+    """Accuracy, its change vs the reference, top-1 agreement and per-class recall changes.
+
+    ``flips`` counts the images whose top-1 class changed and ``near_tie_flips`` those of them
+    where the reference itself was a near-tie: flips that are all near-ties mean borderline
+    images, not a layer that quantisation broke."""
     predicted, expected = probs.argmax(1), reference.argmax(1)
+    flipped = predicted != expected
     recall = per_class_recall(y, predicted, len(labels))
     reference_recall = per_class_recall(y, expected, len(labels))
     accuracy = float(np.mean(predicted == y))
@@ -37,6 +53,8 @@ def compare(probs: np.ndarray, reference: np.ndarray, y: np.ndarray, labels: lis
         "recall_delta": {label: float(recall[i] - reference_recall[i])
                          for i, label in enumerate(labels) if not np.isnan(recall[i])},
         "images": int(len(y)),
+        "flips": int(flipped.sum()),
+        "near_tie_flips": int(np.sum(flipped & (top2_margin(reference) < NEAR_TIE_MARGIN))),
     }
 
 

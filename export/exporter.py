@@ -21,7 +21,7 @@ from device.backends import load_classifier
 from device.bundle import BUNDLE_FORMAT, sha256_of
 from device.errors import UserError
 from device.preprocess import to_input
-from export.compare import compare, median_latency_ms, predict_all
+from export.compare import NEAR_TIE_MARGIN, compare, median_latency_ms, predict_all
 from export.formats import DEFAULT_FORMATS, FORMATS
 from export.formats._context import ExportContext
 from export.regression import QUANTISED, explain, thresholds, violations
@@ -229,18 +229,21 @@ def render_report(report: dict) -> str:
     lines = [f"# Export report: {report['task']}", "",
              f"{report['test_images']} test images; latency is the median of single-image "
              "inference with 1 thread on this CPU, preprocessing excluded.", "",
-             "| format | size | accuracy | Δ vs Keras fp32 | agreement | median ms | p95 ms | "
-             "within thresholds |",
-             "|---|---:|---:|---:|---:|---:|---:|---|"]
+             "| format | size | accuracy | Δ vs Keras fp32 | agreement | flips (near-ties) | "
+             "median ms | p95 ms | within thresholds |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in report["rows"]:
         size = f"{row['bytes'] / 1024:.0f} KB" if row["bytes"] else "—"
         verdict = "—" if "violations" not in row else (
             "yes" if not row["violations"] else "**no**: " + "; ".join(row["violations"]))
         lines.append(f"| {row['format']} | {size} | {row['accuracy'] * 100:.2f} % | "
                      f"{row['accuracy_delta'] * 100:+.2f} pt | {row['agreement'] * 100:.2f} % | "
+                     f"{row.get('flips', 0)} ({row.get('near_tie_flips', 0)}) | "
                      f"{row['median_ms']:.3f} | {row['p95_ms']:.3f} | {verdict} |")
     lines += ["", "Thresholds (export/thresholds.toml): accuracy drop, top-1 agreement and "
-              "per-class recall drop against Keras fp32. A failing row: "
+              "per-class recall drop against Keras fp32. Flips: test images whose top-1 class "
+              "differs from Keras fp32; near-ties: those where Keras' own top two classes were "
+              f"within {NEAR_TIE_MARGIN} of each other. A failing row: "
               f"`python -m export diagnose {report['task']} --format FORMAT`.", "",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()), ""]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """The float-vs-quantised regression check, with thresholds from ``thresholds.toml``.
 
-One function decides pass/fail so the export report, the tests and the accuracy-aware fallback
-all apply the same rule, and a failure always names the diagnose command to run next.
+One function decides pass/fail so the export report and the tests apply the same rule, and a
+failure always names the diagnose command to run next.
 """
 
 from __future__ import annotations
@@ -45,8 +45,10 @@ def violations(comparison: dict, limits: dict) -> list[str]:
     if drop > limits["max_accuracy_drop_pt"]:
         found.append(f"accuracy drops {drop:.2f} pt (limit {limits['max_accuracy_drop_pt']:.2f} pt)")
     if comparison["agreement"] < limits["min_agreement"]:
+        ties = (f"; {comparison['flips']} flips, {comparison['near_tie_flips']} of them near-ties"
+                if "flips" in comparison else "")
         found.append(f"top-1 agreement {comparison['agreement']:.2%} "
-                     f"(limit {limits['min_agreement']:.2%})")
+                     f"(limit {limits['min_agreement']:.2%}{ties})")
     for label, delta in comparison["recall_delta"].items():
         if -delta * 100 > limits["max_class_recall_drop_pt"]:
             found.append(f"class {label!r} recall drops {-delta * 100:.1f} pt "

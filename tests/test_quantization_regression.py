@@ -11,6 +11,7 @@ A failure names the command that shows which layers broke:
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from device.backends import load_classifier
@@ -58,7 +59,8 @@ def test_quantised_model_stays_within_thresholds(task, model_key, float_referenc
     assert result["images"] >= min(limits["min_images"], len(y))
     found = violations(result, limits)
     print(f"{task} {model_key}: accuracy {result['accuracy']:.4f} "
-          f"({result['accuracy_delta'] * 100:+.2f} pt), agreement {result['agreement']:.4f}")
+          f"({result['accuracy_delta'] * 100:+.2f} pt), agreement {result['agreement']:.4f}, "
+          f"{result['flips']} flips ({result['near_tie_flips']} near-ties)")
     assert not found, explain(task, model_key, found)
 
 
@@ -94,6 +96,33 @@ def test_violations_logic_on_constructed_comparisons():
     bad = {"accuracy_delta": -0.02, "agreement": 0.95, "recall_delta": {"a": 0.0, "b": -0.2}}
     found = violations(bad, limits)
     assert len(found) == 3 and "class 'b'" in found[2]
+
+
+def test_small_splits_get_a_three_image_floor_large_ones_the_literal_limits():
+    limits = {"max_accuracy_drop_pt": 0.5, "min_agreement": 0.99, "max_class_recall_drop_pt": 3.0,
+              "min_resolvable_images": 3}
+
+    def flips(count, images):
+        return {"accuracy_delta": -count / images, "agreement": 1 - count / images,
+                "recall_delta": {}, "images": images, "flips": count, "near_tie_flips": count}
+
+    assert violations(flips(3, 270), limits) == []          # 98.9 %, -1.1 pt: the floor
+    assert len(violations(flips(4, 270), limits)) == 2      # 98.5 %, -1.5 pt: caught
+    # On 9,000 images the literal limits hold: 46 flips (-0.51 pt) break the accuracy limit,
+    # 91 (98.99 %) the agreement limit as well.
+    assert [v.split()[0] for v in violations(flips(46, 9000), limits)] == ["accuracy"]
+    assert len(violations(flips(91, 9000), limits)) == 2
+    assert "4 flips, 4 of them near-ties" in violations(flips(4, 270), limits)[1]
+
+
+def test_compare_counts_flips_and_near_ties():
+    from export.compare import compare
+
+    reference = np.array([[0.51, 0.49], [0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    quantised = np.array([[0.49, 0.51], [0.4, 0.6], [0.2, 0.8], [0.6, 0.4]])
+    result = compare(quantised, reference, np.array([0, 0, 1, 1]), ["a", "b"])
+    assert result["flips"] == 2 and result["near_tie_flips"] == 1
+    assert result["agreement"] == 0.5
 
 
 def test_thresholds_file_has_the_export_issue_values():

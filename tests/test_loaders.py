@@ -67,7 +67,7 @@ def test_source_group_joins_frames_of_one_clip_and_roboflow_copies():
 
 
 def test_grouped_validation_split_keeps_clips_apart(data_dir):
-    from train.trainer import split_validation
+    from train.trainer import split_validation, validation_kind
 
     data = load_dataset("handsigns", data_dir, 32)
     x = np.arange(len(data.y_train))
@@ -77,6 +77,11 @@ def test_grouped_validation_split_keeps_clips_apart(data_dir):
     # Without groups it is the usual stratified split.
     _, x_val, _, _ = split_validation(x, data.y_train, None, 0.1, 42)
     assert len(x_val) == round(0.1 * len(x))
+    # --val-split 0: the final run trains on every training image and says so.
+    x_train, x_val, _, _ = split_validation(x, data.y_train, data.groups_train, 0.0, 42)
+    assert len(x_train) == len(x) and len(x_val) == 0
+    assert [validation_kind(data.groups_train, f) for f in (0.1, 0.0)] == ["clip-grouped", "none"]
+    assert validation_kind(None, 0.1) == "stratified"
 
 
 def test_embedded_digits_need_no_files():

@@ -27,7 +27,8 @@ def common_options() -> argparse.ArgumentParser:
     data.add_argument("--limit-per-class", type=int, metavar="N",
                       help="use at most N training images per class (quick runs)")
     data.add_argument("--val-split", type=float, default=0.1,
-                      help="fraction of the training data held out for validation (default 0.1)")
+                      help="fraction of the training data held out for validation (default 0.1; "
+                           "0 trains on all of it, for a final run once the recipe is settled)")
     model = parent.add_argument_group("model and recipe (defaults depend on the task)")
     model.add_argument("--arch", default="convnet", choices=["convnet", "mobilenetv3small"],
                        help="small from-scratch convnet (default) or a MobileNetV3-Small backbone")

@@ -74,8 +74,9 @@ def resolved(config: TrainConfig) -> TrainConfig:
     config.image_size = config.image_size or task.size
     if config.epochs < 1 or config.batch_size < 1 or config.learning_rate <= 0:
         raise UserError("--epochs, --batch-size and --lr must be positive")
-    if not 0.0 < config.val_split < 0.5:
-        raise UserError(f"--val-split {config.val_split} must be between 0 and 0.5")
+    if not 0.0 <= config.val_split < 0.5:
+        raise UserError(f"--val-split {config.val_split} must be from 0 (no validation: train on "
+                        "every training image, once the recipe is settled) to below 0.5")
     return config
 
 
@@ -92,7 +93,14 @@ def limit_per_class(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, lim
 
 def groups_usable(groups: np.ndarray | None, fraction: float) -> bool:
     """Whether there are enough distinct clips to hold a ``fraction`` of them out whole."""
-    return groups is not None and len(np.unique(groups)) >= round(1 / fraction)
+    return groups is not None and fraction > 0 and len(np.unique(groups)) >= round(1 / fraction)
+
+
+def validation_kind(groups: np.ndarray | None, fraction: float) -> str:
+    """How :func:`split_validation` holds data out, in words for metrics.json."""
+    if fraction == 0:
+        return "none"
+    return "clip-grouped" if groups_usable(groups, fraction) else "stratified"
 
 
 def split_validation(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, fraction: float,
@@ -104,6 +112,8 @@ def split_validation(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, fr
     """
     from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
+    if fraction == 0:
+        return x, x[:0], y, y[:0]
     if not groups_usable(groups, fraction):
         return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=y)
     folds = StratifiedGroupKFold(n_splits=round(1 / fraction), shuffle=True, random_state=seed)
@@ -173,7 +183,7 @@ def make_datasets(x_train, y_train, x_val, y_val, n_classes: int, batch_size: in
                         num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
 
-    return pipeline(x_train, y_train, True), pipeline(x_val, y_val, False)
+    return pipeline(x_train, y_train, True), (pipeline(x_val, y_val, False) if len(x_val) else None)
 
 
 def float32_copy(model, build):
@@ -267,11 +277,11 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
         "arch": config.arch,
         "parameters": int(final.count_params()),
         "test": test,
-        "validation_accuracy": float(history.history["val_accuracy"][-1]),
+        "validation_accuracy": (float(history.history["val_accuracy"][-1])
+                                if "val_accuracy" in history.history else None),
         "dataset": {"source": data.source, "notes": data.notes, **data.counts(),
                     "validation_total": int(len(x_val)),
-                    "validation_split": ("clip-grouped" if groups_usable(groups, config.val_split)
-                                         else "stratified")},
+                    "validation_split": validation_kind(groups, config.val_split)},
         "training_seconds": round(train_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(config).items()},

@@ -34,27 +34,40 @@ def top2_margin(probs: np.ndarray) -> np.ndarray:
     return top[:, -1] - top[:, -2] if probs.shape[1] > 1 else np.ones(len(probs))
 
 
+def recall_change(y: np.ndarray, predicted: np.ndarray, expected: np.ndarray,
+                  labels: list[str]) -> dict:
+    """Per class: recall of ``predicted`` minus recall of the reference's ``expected``."""
+    recall = per_class_recall(y, predicted, len(labels))
+    reference_recall = per_class_recall(y, expected, len(labels))
+    return {label: float(recall[i] - reference_recall[i])
+            for i, label in enumerate(labels) if not np.isnan(recall[i])}
+
+
 def compare(probs: np.ndarray, reference: np.ndarray, y: np.ndarray, labels: list[str]) -> dict:
     """Accuracy, its change vs the reference, top-1 agreement and per-class recall changes.
 
     ``flips`` counts the images whose top-1 class changed and ``near_tie_flips`` those of them
     where the reference itself was a near-tie: flips that are all near-ties mean borderline
-    images, not a layer that quantisation broke."""
+    images, not a layer that quantisation broke. ``decisive_*`` repeat agreement and recall
+    change over the images where the reference is not a near-tie: what the regression check
+    judges, so that a coin-toss image turning over is not called a regression."""
     predicted, expected = probs.argmax(1), reference.argmax(1)
     flipped = predicted != expected
-    recall = per_class_recall(y, predicted, len(labels))
-    reference_recall = per_class_recall(y, expected, len(labels))
+    decisive = top2_margin(reference) >= NEAR_TIE_MARGIN
     accuracy = float(np.mean(predicted == y))
     return {
         "accuracy": accuracy,
         "accuracy_delta": accuracy - float(np.mean(expected == y)),
         "agreement": float(np.mean(predicted == expected)),
         "max_prob_diff": float(np.max(np.abs(probs - reference))) if len(probs) else 0.0,
-        "recall_delta": {label: float(recall[i] - reference_recall[i])
-                         for i, label in enumerate(labels) if not np.isnan(recall[i])},
+        "recall_delta": recall_change(y, predicted, expected, labels),
         "images": int(len(y)),
         "flips": int(flipped.sum()),
-        "near_tie_flips": int(np.sum(flipped & (top2_margin(reference) < NEAR_TIE_MARGIN))),
+        "near_tie_flips": int(np.sum(flipped & ~decisive)),
+        # The same two checks over the images where the reference is decisive (not a near-tie).
+        "decisive_agreement": float(np.mean(~flipped[decisive])) if decisive.any() else 1.0,
+        "decisive_recall_delta": recall_change(y[decisive], predicted[decisive],
+                                               expected[decisive], labels),
     }
 
 

@@ -44,12 +44,17 @@ def violations(comparison: dict, limits: dict) -> list[str]:
     drop = -comparison["accuracy_delta"] * 100
     if drop > limits["max_accuracy_drop_pt"]:
         found.append(f"accuracy drops {drop:.2f} pt (limit {limits['max_accuracy_drop_pt']:.2f} pt)")
-    if comparison["agreement"] < limits["min_agreement"]:
+    # Agreement and class recall are judged on the images the float model is decisive about
+    # (export.compare: top-two margin >= NEAR_TIE_MARGIN); accuracy on every image.
+    agreement = comparison.get("decisive_agreement", comparison["agreement"])
+    recall_delta = comparison.get("decisive_recall_delta", comparison["recall_delta"])
+    if agreement < limits["min_agreement"]:
         ties = (f"; {comparison['flips']} flips, {comparison['near_tie_flips']} of them near-ties"
                 if "flips" in comparison else "")
-        found.append(f"top-1 agreement {comparison['agreement']:.2%} "
+        where = " on decisive images" if "decisive_agreement" in comparison else ""
+        found.append(f"top-1 agreement {agreement:.2%}{where} "
                      f"(limit {limits['min_agreement']:.2%}{ties})")
-    for label, delta in comparison["recall_delta"].items():
+    for label, delta in recall_delta.items():
         if -delta * 100 > limits["max_class_recall_drop_pt"]:
             found.append(f"class {label!r} recall drops {-delta * 100:.1f} pt "
                          f"(limit {limits['max_class_recall_drop_pt']} pt)")

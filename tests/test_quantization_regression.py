@@ -123,6 +123,14 @@ def test_compare_counts_flips_and_near_ties():
     result = compare(quantised, reference, np.array([0, 0, 1, 1]), ["a", "b"])
     assert result["flips"] == 2 and result["near_tie_flips"] == 1
     assert result["agreement"] == 0.5
+    # Judged on the three decisive images, one confident flip of three remains a regression.
+    assert abs(result["decisive_agreement"] - 2 / 3) < 1e-9
+    assert result["decisive_recall_delta"]["a"] == -1.0
+    limits = {"max_accuracy_drop_pt": 100.0, "min_agreement": 0.99, "max_class_recall_drop_pt": 3.0}
+    assert "agreement 66.67% on decisive images" in violations(result, limits)[0]
+    # Only near-tie flips: nothing to report.
+    ties_only = compare(quantised[:1], reference[:1], np.array([0]), ["a", "b"])
+    assert ties_only["flips"] == 1 and violations(ties_only, limits) == []
 
 
 def test_thresholds_file_has_the_export_issue_values():

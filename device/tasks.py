@@ -61,7 +61,7 @@ TASKS: dict[str, TaskSpec] = {
                        "handwritten digits 0-9 (MNIST)"),
     "fruits": TaskSpec("fruits", CLASSIC_FRUITS, 64, "rgb", "crop",
                        "fruit photos (Fruits-360 folders)"),
-    "handsigns": TaskSpec("handsigns", HANDSIGNS, 64, "rgb", "crop",
+    "handsigns": TaskSpec("handsigns", HANDSIGNS, 96, "rgb", "crop",
                           "rock / paper / scissors hand signs"),
 }
 

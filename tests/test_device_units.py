@@ -44,7 +44,7 @@ def test_fit_image_rgb_identical_to_converting_first():
     for shape in ((480, 640, 3), (97, 131, 3), (30, 20, 4)):
         image = rng.integers(0, 256, shape, dtype=np.uint8)
         code = cv2.COLOR_BGRA2RGB if shape[2] == 4 else cv2.COLOR_BGR2RGB
-        expected = resize(center_square(cv2.cvtColor(image, code)), (64, 64))
+        expected = resize(center_square(cv2.cvtColor(image, code)), tuple(spec["size"]))
         np.testing.assert_array_equal(fit_image(image, spec), expected)
 
 

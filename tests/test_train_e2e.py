@@ -37,3 +37,19 @@ def test_embedded_demo_trains_without_data(tmp_path, monkeypatch):
     assert metrics["dataset"]["source"].startswith("sklearn")
     assert metrics["test"]["accuracy"] > 0.8
     assert (tmp_path / "digits" / "model.keras").is_file()
+
+
+@pytest.mark.parametrize("task", ["digits", "fruits", "handsigns"])
+def test_convnet_eats_the_task_input_and_ends_small(task):
+    """Each task's net takes the device's input size; the hand-sign net's strided stem halves
+    its 96 px input before block 1, so its last block works on 3x3 maps, like 64 px nets on 4x4."""
+    from device.tasks import TASKS
+    from train.models import PLANS, build_convnet
+
+    spec = TASKS[task]
+    model = build_convnet(task, (spec.size, spec.size, spec.channels), len(spec.labels))
+    assert model.output_shape == (None, len(spec.labels))
+    last_pool = model.get_layer(f"block{len(PLANS[task].blocks)}_pool").output.shape
+    stem = PLANS[task].stem_stride
+    assert last_pool[1] == spec.size // stem // 2 ** len(PLANS[task].blocks)
+    assert ("stem_conv" in [layer.name for layer in model.layers]) == (stem > 1)

@@ -42,7 +42,7 @@ def test_embedded_demo_trains_without_data(tmp_path, monkeypatch):
 @pytest.mark.parametrize("task", ["digits", "fruits", "handsigns"])
 def test_convnet_eats_the_task_input_and_ends_small(task):
     """Each task's net takes the device's input size; the hand-sign net's strided stem halves
-    its 96 px input before block 1, so its last block works on 3x3 maps, like 64 px nets on 4x4."""
+    its 96 px input before block 1, so its last block ends in 3x3 maps (a 64 px net's in 4x4)."""
     from device.tasks import TASKS
     from train.models import PLANS, build_convnet
 

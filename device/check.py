@@ -191,37 +191,17 @@ def frame_problem(bundle_dir: Path, key: str, threads: int, frames: list[np.ndar
     return None
 
 
-class frame_classifier:  # noqa: N801 - used like a function
-    """frame -> label through the runner's frame path (``device.pipeline.FramePipeline`` when
-    the device package has it, else the runner's own preprocessing + model + label lookup)."""
+def frame_classifier(bundle_dir: Path, key: str, threads: int):
+    """frame -> label through the runner's own frame path (:class:`FramePipeline`)."""
+    from device.pipeline import FramePipeline
 
-    def __init__(self, bundle_dir: Path, key: str, threads: int):
-        try:
-            from device.pipeline import FramePipeline
-        except ImportError:
-            FramePipeline = None  # noqa: N806
-        bundle = open_bundle(bundle_dir, keys=[key])
-        self.labels = bundle.labels
-        if FramePipeline is not None:
-            self.pipeline = FramePipeline(bundle, model=key, threads=threads, roi=None)
-            return
-        from device.camera import FramePreprocessor, parse_roi
+    pipeline = FramePipeline(bundle_dir, model=key, threads=threads, roi="auto")
 
-        self.pipeline = None
-        self.preprocess = FramePreprocessor(bundle.preprocessing, parse_roi("0.6"))
-        entry = bundle.models[key]
-        self.classifier = load_classifier(bundle.model_path(key), entry["format"], threads)
+    def classify(frame: np.ndarray) -> str:
+        return pipeline(frame).label
 
-    def __call__(self, frame: np.ndarray) -> str:
-        from device.result import NOTHING
-
-        if self.pipeline is not None:
-            return self.pipeline(frame).label
-        batch, _ = self.preprocess(frame)
-        if batch is None:
-            return NOTHING
-        probs = self.classifier.predict(batch)[0]
-        return self.labels[int(np.argmax(probs))]
+    classify.labels = pipeline.labels
+    return classify
 
 
 def model_row(bundle, key: str, x: np.ndarray, y: np.ndarray, reference, threads: int,

@@ -165,6 +165,9 @@ WORK_SIZE = 64
 #: A digit's strokes cover well under half of the box; more "ink" than this means the box shows
 #: no paper (a dark scene, a covered lens), not a digit.
 MAX_INK_FRACTION = 0.5
+#: Paper under any usable light is brighter than this (gray level). Below it the light-
+#: flattening step would divide by ~0 and call every pixel ink.
+MIN_PAPER_LEVEL = 40.0
 
 
 #: MNIST strokes are about 2-3 px wide once the digit fits 20x20; a fine pen gives thinner ones.
@@ -198,6 +201,8 @@ def mnistify(roi_bgr: np.ndarray, size: int = 28) -> np.ndarray | None:
     if factor > 1:  # an integer factor takes OpenCV's fast area-averaging path
         h, w = (gray.shape[0] // factor) * factor, (gray.shape[1] // factor) * factor
         gray = cv2.resize(gray[:h, :w], (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    if float(np.median(gray)) < MIN_PAPER_LEVEL:  # no lit paper: a black frame is not ink
+        return None
     inkness = flatten_light(gray)
     mask = ink_mask(inkness)
     if mask.mean() > MAX_INK_FRACTION:  # "ink" everywhere: no paper in view, not a digit
@@ -226,9 +231,6 @@ def mnistify(roi_bgr: np.ndarray, size: int = 28) -> np.ndarray | None:
 #: cap, a black first frame, an over-exposed white one, a blank wall. Camera noise alone is
 #: 1-3 levels; any digit, fruit or hand in the box gives tens.
 BLANK_STD = 4.0
-#: Paper under any usable light is brighter than this (mean gray level). Below it the light-
-#: flattening step would divide by ~0 and call every pixel ink.
-MIN_PAPER_LEVEL = 40.0
 
 
 def blank_reason(region: np.ndarray, mode: str) -> str | None:

@@ -234,18 +234,18 @@ BLANK_STD = 4.0
 
 
 def blank_reason(region: np.ndarray, mode: str) -> str | None:
-    """``blank_frame`` when ``region`` cannot hold a subject (too uniform, or too dark for ink on
-    paper), else None. Measured on a sparse grid of pixels: it runs on every frame."""
+    """``blank_frame`` when ``region`` cannot hold a subject (featureless, or for ink on paper:
+    unlit), else None. Measured on a sparse grid of pixels: it runs on every frame."""
     step = max(1, max(region.shape[:2]) // 64)
     sample = region[::step, ::step]
     gray = sample if sample.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(sample),
                                                         cv2.COLOR_BGR2GRAY)
     mean, std = cv2.meanStdDev(gray)
-    if float(std[0, 0]) < BLANK_STD:
-        return BLANK_FRAME
-    if mode == "digit_ink" and float(mean[0, 0]) < MIN_PAPER_LEVEL:
-        return BLANK_FRAME
-    return None
+    if mode == "digit_ink":
+        # Unlit (a black frame, a lens cap) is blank; lit but featureless is paper without ink,
+        # which the digit step itself reports as no_ink.
+        return BLANK_FRAME if float(mean[0, 0]) < MIN_PAPER_LEVEL else None
+    return BLANK_FRAME if float(std[0, 0]) < BLANK_STD else None
 
 
 class FramePreprocessor:

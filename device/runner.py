@@ -136,10 +136,12 @@ class Runner:
                     line = {"frame": frames, "source": name, "model": self.model_key, **record}
                     self.out.write(json.dumps(line) + "\n")
                 if self.options.save or not self.options.headless:
-                    shown = record.get("smoothed_label", record["label"])
-                    shown_score = record.get("smoothed_score", record["score"])
-                    annotated = visualize(frame, roi, shown, shown_score, fps,
-                                          record["latency_ms"])
+                    shown = {"label": record.get("smoothed_label", record["label"]),
+                             "score": record.get("smoothed_score", record["score"]),
+                             "box": [roi.x, roi.y, roi.width, roi.height],
+                             "latency_ms": record["latency_ms"],
+                             "preprocess_ms": record["preprocess_ms"]}
+                    annotated = visualize(frame, shown, fps)
                     self._save(annotated)
                     if not self.options.headless and self._show(annotated):
                         break

@@ -15,7 +15,10 @@ from pathlib import Path
 
 from device.errors import UserError
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
+#: Formats this runner reads: 1 (PR-era classic bundles) and 2 (adds pipeline, verdicts, extra
+#: files; docs/contracts.md). A format-1 bundle is an ``image`` pipeline with no verdicts.
+READABLE_FORMATS = (1, 2)
 #: Default model choice, best first: full-int8 TFLite is the fastest on a Pi's CPU.
 PREFERENCE = ("tflite-int8", "onnx-int8", "tflite-dynamic", "tflite-fp16", "tflite-fp32",
               "onnx-fp32", "onnx-dynamic")
@@ -71,6 +74,23 @@ class Bundle:
                 return key
         raise UserError(f"bundle {self.root} lists no model: re-export it")
 
+    def stage_model(self, stage: str, key: str) -> tuple[Path, str]:
+        """(file, variant key) of a pipeline stage's model for the ``--model`` choice ``key``.
+
+        A stage takes the same key where it has it (``tflite-int8``), else the same format's
+        float variant (fp32, then fp16): each stage runs at the chosen precision where it has
+        that precision, and in float where it does not.
+        """
+        variants = ((self.metadata.get("pipeline") or {}).get("stages") or {}).get(stage)
+        if not variants:
+            raise UserError(f"bundle {self.root} has no {stage!r} stage model: re-export it")
+        model_format = key.split("-")[0]
+        for candidate in (key, f"{model_format}-fp32", f"{model_format}-fp16"):
+            if candidate in variants:
+                return self.root / variants[candidate], candidate
+        raise UserError(f"bundle {self.root} has no {model_format} variant of its {stage!r} "
+                        f"stage (it has {', '.join(variants)}): pick another --model")
+
     def verify(self, keys: list[str] | None = None) -> None:
         """Check size and SHA-256 of the listed models (all by default) against the metadata."""
         for key in keys or list(self.models):
@@ -95,9 +115,10 @@ def open_bundle(root: str | Path, verify: bool = True, keys: list[str] | None = 
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{meta_path} is not valid JSON ({exc}): re-export the bundle") from None
     version = metadata.get("bundle_format") if isinstance(metadata, dict) else None
-    if version != BUNDLE_FORMAT:
+    if version not in READABLE_FORMATS:
         raise UserError(f"{meta_path} has bundle format {version!r}, this device runner reads "
-                        f"format {BUNDLE_FORMAT}: re-export with the same toolkit version")
+                        f"formats {', '.join(map(str, READABLE_FORMATS))}: re-export with the "
+                        "same toolkit version")
     for field in ("task", "labels", "preprocessing", "models"):
         if field not in metadata:
             raise UserError(f"{meta_path} lacks {field!r}: re-export the bundle")

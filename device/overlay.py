@@ -91,6 +91,11 @@ def label_line(record: dict) -> tuple[str, tuple[int, int, int]]:
     return f"{label} {score:.0%}", GREEN
 
 
+def caption(record: dict) -> str:
+    """The label line alone."""
+    return label_line(record)[0]
+
+
 def draw_hand(canvas: np.ndarray, landmarks, colour, scale: float) -> tuple[int, int, int, int]:
     """The 21-point skeleton; returns the landmarks' bounding box (x, y, w, h)."""
     points = np.asarray(landmarks, np.float32)[:, :2]

@@ -1,8 +1,8 @@
-"""The live loop: source -> ROI preprocessing -> model -> smoothing -> window / JSON lines / video.
+"""The live loop: source -> frame pipeline -> window / JSON lines / video / a publish hook.
 
-Built once, before the first frame: the bundle is opened (the chosen model's checksum verified),
-the interpreter created with its thread count, the source opened. Per frame only the ROI is
-preprocessed and one inference runs.
+Built once, before the first frame: the frame pipeline (device/pipeline.py: bundle verified,
+models loaded with their thread count) and the source. Per frame the pipeline turns the frame
+into one result record (device/result.py), which every output speaks.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ from typing import TextIO
 import cv2
 import numpy as np
 
-from device.backends import load_classifier
-from device.bundle import open_bundle
-from device.camera import FramePreprocessor, parse_roi
 from device.errors import UserError
 from device.overlay import visualize
-from device.smoothing import UNSURE, ExponentialVote, gate
+from device.pipeline import FramePipeline
 from device.sources import open_source
 
 
@@ -54,16 +51,23 @@ def has_gui() -> bool:
     return bool(gui) and "NONE" not in gui[0].upper()
 
 
-def default_roi(source) -> str:
-    """Image folders are usually already-cropped photos: classify the whole image. A camera or a
-    video shows a scene: classify the centre box the user holds the subject in."""
-    return "full" if source.__class__.__name__ == "ImageFolderSource" else "0.6"
+def is_still(source: str) -> bool:
+    """Image folders hold unrelated, usually already-cropped photos: each is classified whole and
+    on its own (no smoothing, no tracking). A camera or a video shows a scene over time."""
+    return Path(str(source)).expanduser().is_dir()
 
 
 class Runner:
-    def __init__(self, options: RunOptions, out: TextIO = sys.stdout):
+    """``publish(frame, annotated, record, fps)``, when given, receives every frame's outcome
+    (``serve`` streams it); ``annotated`` is None unless a window, ``--save`` or the hook asked
+    for drawing (``wants_annotated``)."""
+
+    def __init__(self, options: RunOptions, out: TextIO = sys.stdout, publish=None,
+                 wants_annotated: bool = False):
         self.options = options
         self.out = out
+        self.publish = publish
+        self.wants_annotated = wants_annotated
         if options.threads < 1:
             raise UserError("--threads must be at least 1")
         if not options.headless and not has_gui():
@@ -74,77 +78,50 @@ class Runner:
         # busy decoding the next frame. Measured on 2 cores: digits 868 -> 1043 fps end to end,
         # hand signs unchanged; the output is bit-identical.
         cv2.setNumThreads(1)
-        probe = open_bundle(options.bundle, verify=False)
-        self.model_key = probe.choose(options.model)
-        self.bundle = open_bundle(options.bundle, keys=[self.model_key])
-        entry = self.bundle.models[self.model_key]
-        self.classifier = load_classifier(self.bundle.model_path(self.model_key), entry["format"],
-                                          options.threads)
-        self.labels = self.bundle.labels
+        still = is_still(options.source)
+        smoothing = options.smoothing if options.smoothing is not None else not still
+        self.pipeline = FramePipeline(options.bundle, options.model, options.threads,
+                                      options.roi, smoothing, options.alpha, options.threshold,
+                                      still)
         self.source = open_source(options.source, options.width, options.height, options.fps)
-        roi = options.roi if options.roi != "auto" else default_roi(self.source)
-        self.preprocess = FramePreprocessor(self.bundle.preprocessing, parse_roi(roi))
-        smoothing = options.smoothing
-        if smoothing is None:
-            smoothing = self.source.__class__.__name__ != "ImageFolderSource"
-        self.vote = ExponentialVote(self.labels, options.alpha, options.threshold) \
-            if smoothing else None
+        self.model_key = self.pipeline.model_key
+        self.labels = self.pipeline.labels
         self.writer = None
 
     def classify(self, frame: np.ndarray) -> dict:
-        """One frame -> its result record (also what ``--headless`` prints)."""
-        started = time.perf_counter()
-        batch, roi = self.preprocess(frame)
-        inference_started = time.perf_counter()
-        probs = self.classifier.predict(batch)[0] if batch is not None else None
-        finished = time.perf_counter()
-        if probs is None:
-            label, score = UNSURE, 0.0
-        else:
-            best = int(np.argmax(probs))
-            label, score = self.labels[best], float(probs[best])
-        record = {"label": gate(label, score, self.options.threshold) if probs is not None
-                  else UNSURE,
-                  "raw_label": label, "score": round(score, 4),
-                  "latency_ms": round((finished - inference_started) * 1000, 3),
-                  "preprocess_ms": round((inference_started - started) * 1000, 3)}
-        if self.vote is not None:
-            smoothed, smoothed_score = self.vote.update(probs)
-            record["smoothed_label"] = smoothed
-            record["smoothed_score"] = round(smoothed_score, 4)
-        record["_roi"] = roi
-        return record
+        """One frame -> its result record (what ``--headless`` prints, less frame/source)."""
+        return self.pipeline(frame).to_json()
 
     def run(self) -> int:
         """Process frames until the source ends, ``max_frames``, or ``q`` in the window."""
         fps_window: deque[float] = deque(maxlen=10)
         frames = 0
         last = time.perf_counter()
+        drawing = bool(self.options.save or not self.options.headless or self.wants_annotated)
         try:
             while self.options.max_frames is None or frames < self.options.max_frames:
                 item = self.source.read()
                 if item is None:
                     break
                 frame, name = item
-                record = self.classify(frame)
-                roi = record.pop("_roi")
+                result = self.pipeline(frame)
                 now = time.perf_counter()
                 fps_window.append(now - last)
                 last = now
                 fps = len(fps_window) / max(sum(fps_window), 1e-9)
+                record = {"frame": frames, "source": name, "model": self.model_key,
+                          **result.to_json()}
                 if self.options.headless:
-                    line = {"frame": frames, "source": name, "model": self.model_key, **record}
-                    self.out.write(json.dumps(line) + "\n")
-                if self.options.save or not self.options.headless:
-                    shown = {"label": record.get("smoothed_label", record["label"]),
-                             "score": record.get("smoothed_score", record["score"]),
-                             "box": [roi.x, roi.y, roi.width, roi.height],
-                             "latency_ms": record["latency_ms"],
-                             "preprocess_ms": record["preprocess_ms"]}
-                    annotated = visualize(frame, shown, fps)
+                    self.out.write(json.dumps(record) + "\n")
+                annotated = None
+                if drawing:
+                    shown_fps = getattr(self.source, "fps", 0.0) or fps
+                    annotated = visualize(frame, record, shown_fps, self.pipeline.inset)
                     self._save(annotated)
-                    if not self.options.headless and self._show(annotated):
-                        break
+                if self.publish is not None:
+                    self.publish(frame, annotated, record, fps)
+                if not self.options.headless and self._show(annotated):
+                    break
                 frames += 1
         finally:
             self.close()

@@ -8,10 +8,12 @@ into one result record (device/result.py), which every output speaks.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TextIO
 
@@ -51,6 +53,30 @@ def has_gui() -> bool:
     return bool(gui) and "NONE" not in gui[0].upper()
 
 
+def installed(distribution: str) -> bool:
+    try:
+        metadata.version(distribution)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def window_problem(environ=os.environ, platform: str = sys.platform, gui=has_gui) -> str | None:
+    """Why no window can open here, or None. Checked before the first frame: with no display a
+    GUI OpenCV aborts inside Qt (rc 134, no message), which no Python code can catch."""
+    if not gui():
+        if installed("opencv-python") and installed("opencv-python-headless"):
+            return ("opencv-python and opencv-python-headless are both installed and overwrite "
+                    "each other's cv2 (pip uninstall -y opencv-python-headless opencv-python, "
+                    "then pip install opencv-python, or make setup-window)")
+        return ("this OpenCV (opencv-python-headless) has no window support (make setup-window "
+                "installs one that has)")
+    if platform.startswith("linux") and not (environ.get("DISPLAY")
+                                             or environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY is not set: a Pi over ssh, a service, a container)"
+    return None
+
+
 def is_still(source: str) -> bool:
     """Image folders hold unrelated, usually already-cropped photos: each is classified whole and
     on its own (no smoothing, no tracking). A camera or a video shows a scene over time."""
@@ -63,7 +89,7 @@ def is_still(source: str) -> bool:
 class Runner:
     """``publish(frame, annotated, record, fps)``, when given, receives every frame's outcome
     (``serve`` streams it); ``annotated`` is None unless a window, ``--save`` or the hook asked
-    for drawing (``wants_annotated``)."""
+    for drawing (``wants_annotated``). ``out`` None: headless without JSON lines (``serve``)."""
 
     def __init__(self, options: RunOptions, out: TextIO = sys.stdout, publish=None,
                  wants_annotated: bool = False):
@@ -73,9 +99,11 @@ class Runner:
         self.wants_annotated = wants_annotated
         if options.threads < 1:
             raise UserError("--threads must be at least 1")
-        if not options.headless and not has_gui():
-            raise UserError("this OpenCV build has no window support: use --headless, or "
-                            "pip install opencv-python (not -headless) for the window")
+        problem = None if options.headless else window_problem()
+        if problem:
+            raise UserError(f"cannot open a window: {problem}; watch in a browser instead with "
+                            "`python -m device serve` (same options), or use --headless for "
+                            "JSON lines")
         # One OpenCV thread: each frame's images are tiny (a 64 px work size for digits), so
         # the thread pool's hand-off costs more than it saves, and the second core is already
         # busy decoding the next frame. Measured on 2 cores: digits 868 -> 1043 fps end to end,
@@ -114,7 +142,7 @@ class Runner:
                 fps = len(fps_window) / max(sum(fps_window), 1e-9)
                 record = {"frame": frames, "source": name, "model": self.model_key,
                           **result.to_json()}
-                if self.options.headless:
+                if self.options.headless and self.out is not None:
                     self.out.write(json.dumps(record) + "\n")
                 annotated = None
                 if drawing:
@@ -128,7 +156,7 @@ class Runner:
                 frames += 1
         finally:
             self.close()
-        if self.options.headless:
+        if self.options.headless and self.out is not None:
             self.out.flush()
         return frames
 

@@ -118,7 +118,7 @@ def read_until(process, needle: str, timeout: float = 600) -> str:
 def seed_device_venv(base: Path) -> None:
     """The Pi's device-only venv, pre-installed so this test does not pay a second pip install
     (test_deploy covers the install itself): remote.sh sees matching requirements and skips."""
-    cache = Path(os.environ.get("EDGEKIT_TEST_CACHE") or REPO / ".cache" / "test-artifacts")
+    cache = REPO / ".cache" / "test-artifacts"
     requirements = REPO / "device" / "requirements.txt"
     wanted = hashlib.sha256(requirements.read_bytes()).hexdigest()
     template = cache / f"device-venv-{wanted[:12]}"

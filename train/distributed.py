@@ -149,14 +149,18 @@ def average_statistics(model, strategy) -> None:
 
     @tf.function
     def averaged():
-        def replica_mean():
-            context = tf.distribute.get_replica_context()
-            return context.all_reduce("MEAN", [tf.convert_to_tensor(v.value)
-                                               for v in statistics])
-        return strategy.run(replica_mean)
+        # One packed vector per replica, averaged by the same kind of cross-replica reduce the
+        # training step uses.
+        packed = strategy.run(lambda: tf.concat(
+            [tf.reshape(tf.cast(tf.identity(v.value), tf.float32), [-1]) for v in statistics], 0))
+        return strategy.reduce("MEAN", packed, axis=None)
 
-    for variable, value in zip(statistics, averaged()):
-        variable.assign(strategy.experimental_local_results(value)[0])
+    flat = averaged().numpy()
+    offset = 0
+    for variable in statistics:
+        size = int(np.prod(variable.shape))
+        variable.assign(flat[offset:offset + size].reshape(variable.shape).astype(variable.dtype))
+        offset += size
 
 
 def weights_digest(model) -> str:

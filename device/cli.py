@@ -18,16 +18,60 @@ never TensorFlow.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from device.errors import UserError
 
+#: More inference threads than this only make the threads fight over the cores (onnxruntime
+#: with 1000 threads stalls the whole machine).
+MAX_THREADS_PER_CORE = 4
+
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def thread_count(text: str) -> int:
+    """``--threads``: at least 1, capped at 4x the cores with a warning."""
+    value = positive_int(text)
+    limit = MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
+    if value > limit:
+        print(f"warning: --threads {value} is more than {MAX_THREADS_PER_CORE}x the "
+              f"{os.cpu_count() or 1} cores: using {limit}", file=sys.stderr)
+        return limit
+    return value
+
+
+def fraction(low: float, high: float, low_open: bool = False):
+    """argparse type: a number in [low, high] (or (low, high] with ``low_open``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        below = value <= low if low_open else value < low
+        if below or value > high or value != value:
+            bracket = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"{text} is outside {bracket}{low:g}, {high:g}]")
+        return value
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number")
     return value
 
 
@@ -38,7 +82,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, serving: bool = False) ->
                         help="camera index (0), 'picamera', a video file or an image folder")
     parser.add_argument("--model", help="e.g. tflite-int8, onnx-int8, tflite-fp32 "
                                         "(default: the bundle's best int8 model)")
-    parser.add_argument("--threads", type=positive_int, default=2,
+    parser.add_argument("--threads", type=thread_count, default=2,
                         help="inference threads, fixed when the interpreter is built (default 2)")
     parser.add_argument("--roi", default="auto",
                         help="region to classify: a centre-box fraction (0.6), 'full', or x,y,w,h "
@@ -54,14 +98,16 @@ def add_run_arguments(parser: argparse.ArgumentParser, serving: bool = False) ->
                                 "cameras and videos)")
     smoothing.add_argument("--no-smooth", dest="smoothing", action="store_false",
                            help="classify every frame on its own (default for image folders)")
-    parser.add_argument("--alpha", type=float, default=0.4,
-                        help="weight of the newest frame in the smoothing (default 0.4)")
-    parser.add_argument("--threshold", type=float, default=0.6,
-                        help="below this confidence the label is 'unsure' (default 0.6)")
+    parser.add_argument("--alpha", type=fraction(0.0, 1.0, low_open=True), default=0.4,
+                        help="weight of the newest frame in the smoothing, in (0, 1] "
+                             "(default 0.4)")
+    parser.add_argument("--threshold", type=fraction(0.0, 1.0), default=0.6,
+                        help="below this confidence the label is 'unsure', in [0, 1] "
+                             "(default 0.6)")
     parser.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     parser.add_argument("--width", type=positive_int, help="camera frame width to request")
     parser.add_argument("--height", type=positive_int, help="camera frame height to request")
-    parser.add_argument("--fps", type=float, help="camera frame rate to request")
+    parser.add_argument("--fps", type=positive_float, help="camera frame rate to request")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,12 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="self-test a bundle: checksums, every model, "
                                               "sample accuracy and latency")
     check.add_argument("--bundle", required=True, type=Path)
-    check.add_argument("--threads", type=positive_int, default=1)
+    check.add_argument("--threads", type=thread_count, default=1)
     check.add_argument("--json", action="store_true", help="print the result as JSON")
 
     bench = commands.add_parser("bench", help="latency per format and threads, end-to-end FPS")
     bench.add_argument("--bundle", required=True, type=Path)
-    bench.add_argument("--threads", type=positive_int, default=2,
+    bench.add_argument("--threads", type=thread_count, default=2,
                        help="measure 1..N threads (default 2)")
     bench.add_argument("--runs", type=positive_int, default=200)
     bench.add_argument("--video", type=Path,
@@ -145,28 +191,68 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def bench_models(text: str | None, bundle_dir: Path) -> list[str] | None:
+    """``--models a,b``: each must be in the bundle (named in the error, with what it has)."""
+    if not text:
+        return None
+    from device.bundle import open_bundle
+
+    wanted = [m.strip() for m in text.split(",") if m.strip()]
+    available = open_bundle(bundle_dir, verify=False).models
+    unknown = [m for m in wanted if m not in available]
+    if unknown or not wanted:
+        raise UserError(f"--models {text}: {', '.join(unknown) or 'no model named'} not in bundle "
+                        f"{bundle_dir}; it has {', '.join(available)}")
+    return wanted
+
+
+def ended_wrongly(runner) -> int:
+    """A run that ended wrongly (skipped images, a truncated video) says so in one ``error:``
+    line and exits 1 after its last frame."""
+    problem = getattr(runner.source, "problem", None)
+    message = problem() if problem else None
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args) -> int:
+    """``run``: the live loop."""
+    from device.runner import Runner
+
+    runner = Runner(run_options(args))
+    runner.run()
+    return ended_wrongly(runner)
+
+
+def serve(args) -> int:
+    """``serve``: the live loop plus the read-only web server."""
+    from device.serve.app import serve as serve_loop
+
+    return serve_loop(run_options(args), serve_options(args))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from device.interrupts import terminate_as_interrupt
+
     try:
-        if args.command == "run":
-            from device.runner import Runner
-
-            Runner(run_options(args)).run()
-            return 0
-        if args.command == "serve":
-            from device.serve.app import serve
-
-            serve(run_options(args), serve_options(args))
-            return 0
-        if args.command == "footage":
-            from device.footage import main as footage_main
-            return footage_main(args.bundle, args.out, args.frames, args.hold)
-        if args.command == "check":
-            from device.check import main as check_main
-            return check_main(args.bundle, args.threads, args.json)
-        from device.bench import main as bench_main
-        models = [m.strip() for m in args.models.split(",")] if args.models else None
-        return bench_main(args.bundle, args.threads, args.runs, args.video, models, args.json)
+        with terminate_as_interrupt():
+            if args.command == "run":
+                return run(args)
+            if args.command == "serve":
+                return serve(args)
+            if args.command == "footage":
+                from device.footage import main as footage_main
+                return footage_main(args.bundle, args.out, args.frames, args.hold)
+            if args.command == "check":
+                from device.check import main as check_main
+                return check_main(args.bundle, args.threads, args.json)
+            from device.bench import main as bench_main
+            models = bench_models(args.models, args.bundle)
+            return bench_main(args.bundle, args.threads, args.runs, args.video, models,
+                              args.json)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

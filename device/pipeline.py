@@ -68,8 +68,8 @@ class ImageStage:
     def __call__(self, frame: np.ndarray) -> Subject:
         pixels, roi = self.preprocess.pixels(frame)
         box = (roi.x, roi.y, roi.width, roi.height)
-        if pixels is None:
-            return Subject(None, box, self.no_subject)
+        if pixels is None:  # the camera step says why: a blank/black frame, or no ink
+            return Subject(None, box, self.preprocess.reason or self.no_subject)
         from device.preprocess import to_input
 
         return Subject(to_input(pixels, self.preprocess.spec)[None], box, inset=pixels)

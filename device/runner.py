@@ -81,7 +81,10 @@ def window_problem(environ=os.environ, platform: str = sys.platform, gui=has_gui
 def is_still(source: str) -> bool:
     """Image folders hold unrelated, usually already-cropped photos: each is classified whole and
     on its own (no smoothing, no tracking). A camera or a video shows a scene over time."""
-    return Path(str(source)).expanduser().is_dir()
+    from device.sources.folder import IMAGE_SUFFIXES
+
+    path = Path(str(source)).expanduser()
+    return path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
 
 
 class Runner:

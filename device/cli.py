@@ -9,6 +9,7 @@ Examples::
     python -m device serve --bundle B --source 0 --port 8080    # live view: http://127.0.0.1:8080/
     python -m device check --bundle B       # self-test: checksums, every model, sample accuracy
     python -m device bench --bundle B       # latency per format and threads, end-to-end FPS
+    python -m device footage --bundle B --out clip.avi   # a video to play without a camera
 
 Needs only numpy, OpenCV and one runtime (ai-edge-litert / tflite-runtime, or onnxruntime);
 never TensorFlow.
@@ -162,6 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(serve, serving=True)
     add_serve_arguments(serve)
 
+    footage = commands.add_parser(
+        "footage", help="write a video of the bundle's sample images as a camera would see "
+                        "them: something to run or serve without a camera")
+    footage.add_argument("--bundle", required=True, type=Path)
+    footage.add_argument("--out", required=True, type=Path, help="a .avi (MJPG) or .mp4 path")
+    footage.add_argument("--frames", type=positive_int, default=300,
+                         help="length (default 300: 20 s at 15 fps)")
+    footage.add_argument("--hold", type=positive_int, default=15,
+                         help="frames each sample is held for (default 15: one second)")
+
     check = commands.add_parser("check", help="self-test a bundle: checksums, every model, "
                                               "sample accuracy and latency")
     check.add_argument("--bundle", required=True, type=Path)
@@ -219,8 +230,7 @@ def serve(args) -> int:
     """``serve``: the live loop plus the read-only web server."""
     from device.serve.app import serve as serve_loop
 
-    serve_loop(run_options(args), serve_options(args))
-    return 0
+    return serve_loop(run_options(args), serve_options(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
                 return run(args)
             if args.command == "serve":
                 return serve(args)
+            if args.command == "footage":
+                from device.footage import main as footage_main
+                return footage_main(args.bundle, args.out, args.frames, args.hold)
             if args.command == "check":
                 from device.check import main as check_main
                 return check_main(args.bundle, args.threads, args.json)

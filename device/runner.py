@@ -20,6 +20,7 @@ from typing import TextIO
 import cv2
 import numpy as np
 
+from device.bundle import open_bundle
 from device.errors import UserError
 from device.overlay import visualize
 from device.pipeline import FramePipeline
@@ -111,10 +112,17 @@ class Runner:
         cv2.setNumThreads(1)
         still = is_still(options.source)
         smoothing = options.smoothing if options.smoothing is not None else not still
-        self.pipeline = FramePipeline(options.bundle, options.model, options.threads,
-                                      options.roi, smoothing, options.alpha, options.threshold,
-                                      still)
+        # The bundle's metadata, then the source, then the models: a bad bundle, model key,
+        # camera or file is one error line, before the model runtime prints anything.
+        open_bundle(options.bundle, verify=False).choose(options.model)
         self.source = open_source(options.source, options.width, options.height, options.fps)
+        try:
+            self.pipeline = FramePipeline(options.bundle, options.model, options.threads,
+                                          options.roi, smoothing, options.alpha, options.threshold,
+                                          still)
+        except BaseException:
+            self.source.close()
+            raise
         self.model_key = self.pipeline.model_key
         self.labels = self.pipeline.labels
         self.writer = None

@@ -78,7 +78,8 @@ def pace(runner: Runner, run_options: RunOptions, options: ServeOptions) -> None
 
 def serve(run_options: RunOptions, options: ServeOptions, out: TextIO = sys.stdout,
           err: TextIO = sys.stderr) -> int:
-    """Run until the source ends (or Ctrl-C); returns the number of frames classified."""
+    """Run until the source ends (or Ctrl-C). Returns the exit status: 1 when the source
+    reports a problem after its last frame (skipped images, a truncated video), else 0."""
     check(options)
     hub = Hub()
     encoder = Encoder(hub, options.stream_fps, options.jpeg_quality, options.max_width)
@@ -114,4 +115,9 @@ def serve(run_options: RunOptions, options: ServeOptions, out: TextIO = sys.stdo
         server.stop()
         print(f"{frames} frames in {elapsed:.1f} s ({frames / max(elapsed, 1e-9):.1f} fps); "
               f"{encoder.encoded} JPEGs streamed", file=err, flush=True)
-    return frames
+    problem = getattr(runner.source, "problem", None)
+    message = problem() if problem else None
+    if message:
+        print(f"error: {message}", file=err, flush=True)
+        return 1
+    return 0

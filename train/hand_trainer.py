@@ -215,9 +215,10 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
     metrics = {
         "task": "handsigns",
         "labels": labels,
+        # scale/offset 1/0: device code that scales stored inputs (samples) leaves features be.
         "preprocessing": {"camera": "landmarks", "features": hand_features.VERSION,
-                          "size": [hand_features.SIZE], "layout": "N63",
-                          "hand_models": variant},
+                          "size": [hand_features.SIZE], "layout": "NC", "scale": 1.0,
+                          "offset": 0.0, "hand_models": variant},
         "arch": "landmarks",
         "parameters": int(model.count_params()),
         "test": test,

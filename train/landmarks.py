@@ -159,14 +159,30 @@ def extract(paths: list[Path], make_tracker: Callable[[], object], fingerprint: 
     return result
 
 
+def model_format(path: Path) -> str:
+    return "onnx" if Path(path).suffix == ".onnx" else "tflite"
+
+
 def hand_tracker_factory(palm: Path, landmark: Path, threads: int = 2) -> Callable[[], object]:
-    """Builds the device's HandTracker in still-image mode on the given model files."""
+    """Builds the device's HandTracker in still-image mode on the given model files (each stage
+    in its own format: ``.tflite`` or ``.onnx``)."""
     def make():
         from device.hands.tracker import HandTracker
 
-        return HandTracker(palm, landmark, model_format=SETTINGS["model_format"],
-                           threads=threads, roi=SETTINGS["roi"], still=SETTINGS["still"])
+        return HandTracker(palm, landmark, model_format=model_format(landmark),
+                           palm_format=model_format(palm), threads=threads,
+                           roi=SETTINGS["roi"], still=SETTINGS["still"])
     return make
+
+
+def stage_landmarks(paths: list[Path], palm: Path, landmark: Path,
+                    root: Path | None = None) -> PhotoLandmarks:
+    """Landmarks of ``paths`` with any pair of stage model files (the export compares
+    quantised and converted stages with the float ones), cached like the training ones."""
+    formats = {model_format(palm), model_format(landmark)}
+    settings = {**SETTINGS, "model_format": "+".join(sorted(formats))}
+    fingerprint = tracker_fingerprint({"palm": palm, "landmark": landmark}, settings)
+    return extract(paths, hand_tracker_factory(palm, landmark), fingerprint, root)
 
 
 def photo_landmarks(paths: list[Path], variant: str = "full",
@@ -177,9 +193,8 @@ def photo_landmarks(paths: list[Path], variant: str = "full",
     import hand_models
 
     models = {stage: hand_models.model_path(stage, variant) for stage in ("palm", "landmark")}
-    settings = {**SETTINGS, "variant": variant}
-    fingerprint = tracker_fingerprint(models, settings)
+    fingerprint = tracker_fingerprint(models, SETTINGS)  # the models' hashes name the variant
     factory = make_tracker or hand_tracker_factory(models["palm"], models["landmark"])
     found = extract(paths, factory, fingerprint, root)
-    return found, {"fingerprint": fingerprint, "variant": variant, **settings,
+    return found, {"fingerprint": fingerprint, "variant": variant, **SETTINGS,
                    "models": {stage: path.name for stage, path in models.items()}}

@@ -7,19 +7,20 @@ OpenCV and LiteRT / onnxruntime only (no mediapipe package on the device).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-
-DEFAULT_HAND_MODELS = "/work/cache/hand_models"
 
 
 def hand_models_dir() -> Path:
-    """Where the fetched MediaPipe hand models live: ``$EDGEKIT_HAND_MODELS`` or the set-up cache.
-    The one place that knows it, so the fetcher can take the location over."""
-    return Path(os.environ.get("EDGEKIT_HAND_MODELS") or DEFAULT_HAND_MODELS)
+    """The verified MediaPipe hand models' folder. ``hand_models`` (top-level package) is the one
+    lookup: ``$EDGEKIT_HAND_MODELS`` or its cache, each file checked against its pinned SHA-256
+    (a UserError says how to fetch them). On a device the models come from the bundle instead."""
+    import hand_models
+
+    return hand_models.model_dir()
 
 
 def hand_model_path(stage: str, variant: str = "full") -> Path:
-    """``palm`` / ``landmark`` and ``full`` / ``lite`` -> the .tflite file in the cache."""
-    names = {"palm": "palm_detection", "landmark": "hand_landmark"}
-    return hand_models_dir() / f"{names[stage]}_{variant}.tflite"
+    """``palm`` / ``landmark`` and ``full`` / ``lite`` -> the verified .tflite file."""
+    import hand_models
+
+    return hand_models.model_path(stage, variant)

@@ -5,6 +5,7 @@ are kept only where their landmarks stay within :data:`MAX_LANDMARK_ERROR` of th
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -84,14 +85,31 @@ def quantize_int8(source: Path, calibration: list[np.ndarray], destination: Path
     destination.write_bytes(bytes(result.quantized_model))
 
 
+def conversion_cache() -> Path:
+    """``.cache/hand_stages`` in the checkout (gitignored): conversions of the pinned files."""
+    return Path(__file__).resolve().parents[1] / ".cache" / "hand_stages"
+
+
 def convert_onnx(source: Path, destination: Path, opset: int = 17) -> None:
-    """tf2onnx's TFLite front end: ``python -m tf2onnx.convert --tflite``."""
-    command = [sys.executable, "-m", "tf2onnx.convert", "--tflite", str(source), "--output",
-               str(destination), "--opset", str(opset)]
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0 or not destination.is_file():
-        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        raise UserError(f"tf2onnx could not convert {source.name}: {' | '.join(tail)}")
+    """tf2onnx's TFLite front end: ``python -m tf2onnx.convert --tflite``. The result depends
+    only on the source file, the opset and tf2onnx, so it is cached by those (a minute or
+    more per model saved on every later export)."""
+    import importlib.metadata
+
+    from device.atomic import atomic_path
+    from device.bundle import sha256_of
+
+    version = importlib.metadata.version("tf2onnx")
+    cached = conversion_cache() / f"{sha256_of(source)[:16]}-opset{opset}-tf2onnx{version}.onnx"
+    if not cached.is_file():
+        with atomic_path(cached, suffix=".onnx") as tmp:
+            command = [sys.executable, "-m", "tf2onnx.convert", "--tflite", str(source),
+                       "--output", str(tmp), "--opset", str(opset)]
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0 or not tmp.is_file() or tmp.stat().st_size == 0:
+                tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+                raise UserError(f"tf2onnx could not convert {source.name}: {' | '.join(tail)}")
+    shutil.copyfile(cached, destination)
 
 
 class Recorder:

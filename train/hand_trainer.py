@@ -19,7 +19,7 @@ from device.errors import UserError
 from device.hands import features as hand_features
 
 #: The landmark recipe (train/trainer.py DEFAULTS holds the image ones).
-LANDMARK_DEFAULTS = {"epochs": 60, "batch_size": 64, "learning_rate": 3e-3,
+LANDMARK_DEFAULTS = {"epochs": 40, "batch_size": 128, "learning_rate": 3e-3,
                      "label_smoothing": 0.05, "weight_decay": 1e-4, "mixup": 0.0, "ema": 0.0}
 #: Augmented copies of each training hand per epoch's worth of data.
 AUGMENT_COPIES = 8
@@ -124,6 +124,10 @@ def require_hand_models(variant: str) -> None:
 def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None) -> dict:
     """Train the landmark classifier of ``config`` (a resolved TrainConfig); write the same
     artifacts as the image route (model.keras, metrics.json, plots)."""
+    if config.task != "handsigns":
+        raise UserError("--arch landmarks is for the handsigns task")
+    variant = config.extra.get("hand_variant", "full")
+    require_hand_models(variant)  # before anything slow: the one line that says how to fetch
     import keras
     import tensorflow as tf
 
@@ -133,10 +137,6 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
     from train.report import versions
     from train.trainer import save_artifacts, split_validation, validation_kind
 
-    if config.task != "handsigns":
-        raise UserError("--arch landmarks is for the handsigns task")
-    variant = config.extra.get("hand_variant", "full")
-    require_hand_models(variant)
     started = time.time()
     files = photo_files(config.data_dir or resolve_data_dir(None))
     labels = files["labels"]

@@ -244,3 +244,26 @@ def test_roi_bounds_the_search(data_dir):
     hand, _ = whole.process(frame)
     assert hand is not None and hand.box[0] < 300
     assert right.process(frame)[0] is None
+
+
+def test_onnx_runner_orders_outputs_by_name(tmp_path):
+    """The raw onnxruntime runner: outputs sorted like the TFLite ones, any number of them."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    from device.backends import load_model
+    graph = helper.make_graph(
+        [helper.make_node("Neg", ["input_1"], ["Identity_1"]),
+         helper.make_node("Identity", ["input_1"], ["Identity"])],
+        "two_outputs",
+        [helper.make_tensor_value_info("input_1", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("Identity_1", TensorProto.FLOAT, [1, 3]),
+         helper.make_tensor_value_info("Identity", TensorProto.FLOAT, [1, 3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "two.onnx")
+    runner = load_model(tmp_path / "two.onnx", "onnx", 1)
+    assert [o["name"] for o in runner.outputs] == ["Identity", "Identity_1"]
+    same, negated = runner.run([np.array([[1, 2, 3]], np.float32)])
+    np.testing.assert_allclose(same, [[1, 2, 3]])
+    np.testing.assert_allclose(negated, [[-1, -2, -3]])

@@ -7,8 +7,9 @@ frame's crop comes from this frame's landmarks and the palm detector does not ru
 
 Still images (``still=True``): nothing carries over between calls. The palm detector runs first;
 when it finds nothing (tight hand crops: it misses about a third of the hand-sign photos), the
-landmark model is run on the whole image padded to a square (and scaled out by each factor in
-``fallback_pads``), and its presence score decides. A found hand is then re-cropped once from its
+landmark model is run on the whole image padded to a square (scaled out by each factor in
+``fallback_pads``, turned by each of ``fallback_angles``), then on a grid of windows
+(``scan_sides``), and its presence score decides. A found hand is then re-cropped once from its
 own landmarks (``refine``), which is what the tracker would see on the next frame.
 
 Which hand, when several palms are found: the largest palm box (the hand nearest the camera,
@@ -17,6 +18,7 @@ which is the one a user holds up). The others are counted in ``info["others"]``.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -41,8 +43,17 @@ DEFAULT_THRESHOLDS = {
     # Still images: when no palm passes, the whole image padded to a square is given to the
     # landmark model at each of these zoom-outs (1.0 = the square just holds the image).
     "fallback_pads": [1.0, 1.5],
+    # ... and at each of these rotations (degrees): the landmark model wants the wrist at the
+    # bottom, and sideways hands are common in photos.
+    "fallback_angles": [0, 90, -90],
     # Still images: re-crop a found hand from its own landmarks this many times.
     "refine": 1,
+    # When no palm passes, also try square windows of these sides (fractions of the region's
+    # shorter side) on a grid over the region: all of them for a still image, one per frame in
+    # turn for video. A hand found there needs min_scan_presence (windows see more background
+    # than a palm crop, so false hands are likelier). Empty list: no scan.
+    "scan_sides": [1.0, 0.6],
+    "min_scan_presence": 0.8,
 }
 
 
@@ -92,6 +103,7 @@ class HandTracker:
         """Forget the tracked hand: the next frame starts with palm detection."""
         self.track_rect: tuple | None = None
         self.others = 0
+        self.scan_index = -1
 
     def process(self, frame_bgr: np.ndarray) -> tuple[Hand | None, dict]:
         """The chosen hand in this frame (or None) and timings:
@@ -119,9 +131,19 @@ class HandTracker:
             self.track_rect = None
         result = self._from_palms(rgb, self._detect(rgb))
         if result is None:
+            result = self._scan_one(rgb)
+        if result is None:
             return None
         self.track_rect = landmarks_rect(result.landmarks)
         return self._hand(result, rgb, detected=True)
+
+    def _scan_one(self, rgb: np.ndarray) -> LandmarkResult | None:
+        """Video: the next scan window in turn (one landmark run per frame without a palm)."""
+        windows = scan_windows(self._search, self.thresholds["scan_sides"])
+        if not windows:
+            return None
+        self.scan_index = (self.scan_index + 1) % len(windows)
+        return self._best_scan([self._landmarks(rgb, windows[self.scan_index])])
 
     # --- still images ----------------------------------------------------------------------
 
@@ -139,16 +161,28 @@ class HandTracker:
         return self._hand(result, rgb, detected=detected)
 
     def _whole_image(self, rgb: np.ndarray) -> LandmarkResult | None:
-        """The landmark model on the search region padded to a square, at each zoom-out; the
-        best presence wins if it passes."""
+        """The landmark model on the search region padded to a square (at each zoom-out), then
+        on the scan windows; the best presence wins if it passes its threshold."""
         x, y, w, h = self._search
         side = max(w, h)
         best = None
         for pad in self.thresholds["fallback_pads"]:
-            result = self._landmarks(rgb, (x + w / 2, y + h / 2, side * pad, side * pad, 0.0))
-            if best is None or result.presence > best.presence:
-                best = result
-        return best if best is not None and self._accept(best) else None
+            for degrees in self.thresholds["fallback_angles"]:
+                rect = (x + w / 2, y + h / 2, side * pad, side * pad, math.radians(degrees))
+                result = self._landmarks(rgb, rect)
+                if best is None or result.presence > best.presence:
+                    best = result
+        if best is not None and self._accept(best):
+            return best
+        scanned = [self._landmarks(rgb, rect) for rect in scan_windows(
+            self._search, self.thresholds["scan_sides"])]
+        return self._best_scan(scanned)
+
+    def _best_scan(self, results: list[LandmarkResult]) -> LandmarkResult | None:
+        best = max(results, key=lambda r: r.presence, default=None)
+        if best is None or best.presence < self.thresholds["min_scan_presence"]:
+            return None
+        return best if self._accept(best) else None
 
     # --- shared steps ----------------------------------------------------------------------
 
@@ -212,6 +246,25 @@ class HandTracker:
                     result.handedness_score, result.rect, (x0, y0, max(0.0, x1 - x0),
                                                            max(0.0, y1 - y0)),
                     result.crop, detected)
+
+
+def scan_windows(region: tuple, sides: list[float]) -> list[tuple]:
+    """Upright square crops over ``region`` (x, y, w, h): for each side fraction f of the shorter
+    side, as few windows as cover the region with at least a quarter overlap. Each window is
+    scaled out 1.25 so a hand reaching its edge is still whole."""
+    x, y, w, h = region
+    rects = []
+    for fraction in sides:
+        side = fraction * min(w, h)
+        step = side * 0.75
+        columns = max(1, int(np.ceil((w - side) / step)) + 1)
+        rows = max(1, int(np.ceil((h - side) / step)) + 1)
+        for row in range(rows):
+            for column in range(columns):
+                cx = x + side / 2 + (w - side) * (column / (columns - 1) if columns > 1 else 0.5)
+                cy = y + side / 2 + (h - side) * (row / (rows - 1) if rows > 1 else 0.5)
+                rects.append((cx, cy, side * 1.25, side * 1.25, 0.0))
+    return rects
 
 
 def choose_palms(palms: list[Palm]) -> list[Palm]:

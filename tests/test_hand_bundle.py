@@ -117,6 +117,9 @@ def test_a_format_1_bundle_is_an_image_pipeline(models, tmp_path):
     metadata = json.loads((root / "metadata.json").read_text())
     metadata["bundle_format"] = 1
     del metadata["pipeline"], metadata["extra_files"]
+    # A format-1 bundle is an image classifier, so it carries image preprocessing.
+    metadata["preprocessing"] = {"size": [28, 28], "colour": "gray", "channels": 1,
+                                 "scale": 1 / 255, "offset": 0.0, "camera": "crop"}
     (root / "metadata.json").write_text(json.dumps(metadata))
     bundle = open_bundle(root)
     assert bundle.kind == "image" and bundle.extra_files == [] and bundle.stage_paths("x") == {}

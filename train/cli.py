@@ -30,8 +30,10 @@ def common_options() -> argparse.ArgumentParser:
                       help="fraction of the training data held out for validation (default 0.1; "
                            "0 trains on all of it, for a final run once the recipe is settled)")
     model = parent.add_argument_group("model and recipe (defaults depend on the task)")
-    model.add_argument("--arch", default="convnet", choices=["convnet", "mobilenetv3small"],
-                       help="small from-scratch convnet (default) or a MobileNetV3-Small backbone")
+    model.add_argument("--arch", default="convnet",
+                       choices=["convnet", "convnet-small", "mobilenetv3small"],
+                       help="small from-scratch convnet (default), a Pi-sized one on trial "
+                            "(convnet-small; digits only differs), or a MobileNetV3-Small backbone")
     model.add_argument("--weights", metavar="FILE|imagenet",
                        help="backbone weights for mobilenetv3small: a local .h5 file offline, "
                             "or 'imagenet' to download")

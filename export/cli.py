@@ -47,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose = commands.add_parser(
         "diagnose", parents=[common], help="per-layer quantisation error of a bundle's model",
         description="Compare every intermediate activation of the float and the quantised model "
-                    "(SQNR, cosine, RMSE), worst layers first; writes "
+                    "(SQNR, cosine, RMSE) on the test images it flipped, and rank the int8 "
+                    "model's layers by their effect on the output (each kept in float alone); "
+                    "writes "
                     "artifacts/TASK/diagnose-FORMAT.md and .json.")
     diagnose.add_argument("task", choices=list(TASKS))
     diagnose.add_argument("--format", required=True, dest="model_format",
@@ -56,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "artifacts/TASK/bundle)")
     diagnose.add_argument("--images", type=int, default=64, help="images to compare (default 64)")
     diagnose.add_argument("--top", type=int, default=10, help="worst layers to list")
+    diagnose.add_argument("--sqnr-only", action="store_true",
+                          help="skip the per-layer effect ranking (re-quantises once per layer)")
     for name, spec in TASKS.items():
         sub = commands.add_parser(name, parents=[common],
                                   help=f"export the {name} model ({spec.description})")
@@ -95,7 +99,8 @@ def run_command(args) -> int:
         from export.diagnose import diagnose, print_table
 
         print_table(diagnose(args.task, args.model_format, Path(args.artifacts), args.bundle,
-                             args.images, top=args.top))
+                             args.images, top=args.top, effect=not args.sqnr_only,
+                             data_dir=args.data_dir))
         return 0
     from export.exporter import export
 

@@ -48,10 +48,12 @@ def common_options() -> argparse.ArgumentParser:
                       help="fraction of the training data held out for validation (default 0.1; "
                            "0 trains on all of it, for a final run once the recipe is settled)")
     model = parent.add_argument_group("model and recipe (defaults depend on the task)")
-    model.add_argument("--arch", choices=["convnet", "mobilenetv3small", "landmarks"],
-                       help="small from-scratch convnet, a MobileNetV3-Small backbone, or "
-                            "(handsigns) a classifier on MediaPipe hand landmarks; default: "
-                            "the task's (train/trainer.py DEFAULT_ARCH)")
+    model.add_argument("--arch", choices=["convnet", "convnet-small", "mobilenetv3small",
+                                          "landmarks"],
+                       help="small from-scratch convnet, a Pi-sized one on trial (convnet-small; "
+                            "digits only differs), a MobileNetV3-Small backbone, or (handsigns) "
+                            "a classifier on MediaPipe hand landmarks; default: the task's "
+                            "(train/trainer.py DEFAULT_ARCH)")
     model.add_argument("--hand-models", choices=["full", "lite"], default="full",
                        help="--arch landmarks: MediaPipe's full or lite palm/landmark models "
                             "(fetched by `python -m hand_models fetch`)")

@@ -168,6 +168,15 @@ def test_nothing_outside_the_routes_is_reachable(served, path):
     assert b"root:" not in reply and b"import" not in reply
 
 
+def test_a_page_bound_to_this_machine_refuses_other_host_names(served):
+    """DNS rebinding: evil.example resolving to 127.0.0.1 must not read the camera."""
+    server, *_ = served()
+    port = server.server_address[1]
+    assert get(server.url, headers={"Host": f"evil.example:{port}"})[0] == 403
+    assert get(server.url, headers={"Host": f"localhost:{port}"})[0] == 200
+    assert get(server.url)[0] == 200
+
+
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
 def test_read_only(served, method):
     server, *_ = served()

@@ -91,7 +91,7 @@ def serve(run_options: RunOptions, options: ServeOptions, out: TextIO = sys.stdo
     except BaseException:
         server.server_close()
         raise
-    hub._inset_source = lambda: runner.pipeline.inset
+    hub.inset_source = lambda: runner.pipeline.inset
     hub.info.update(model=runner.model_key, bundle=str(run_options.bundle),
                     task=runner.pipeline.bundle.task, source=runner.source.name,
                     camera_fps=round(getattr(runner.source, "fps", 0.0) or 0.0, 2) or None)

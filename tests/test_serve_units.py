@@ -287,8 +287,19 @@ def test_paced_source_plays_at_the_video_rate_and_loops():
 
 
 def test_window_problem_names_the_missing_display():
-    assert "DISPLAY" in window_problem(environ={}, platform="linux", gui=lambda: True)
-    assert window_problem(environ={"DISPLAY": ":0"}, platform="linux", gui=lambda: True) is None
-    assert window_problem(environ={}, platform="darwin", gui=lambda: True) is None
+    def never():
+        raise AssertionError("no probe needed")
+    assert "DISPLAY" in window_problem(environ={}, platform="linux", gui=lambda: True,
+                                       opens=never)
+    assert window_problem(environ={"DISPLAY": ":0"}, platform="linux", gui=lambda: True,
+                          opens=lambda: True) is None
+    assert window_problem(environ={}, platform="darwin", gui=lambda: True, opens=never) is None
     assert "no window support" in window_problem(environ={"DISPLAY": ":0"}, platform="linux",
-                                                 gui=lambda: False)
+                                                 gui=lambda: False, opens=never)
+
+
+def test_a_display_that_cannot_open_a_window_is_named():
+    """DISPLAY set but unreachable (a stale ssh forward): the child probe fails, not us."""
+    problem = window_problem(environ={"DISPLAY": ":99"}, platform="linux", gui=lambda: True,
+                             opens=lambda: False)
+    assert problem == "OpenCV could not open a window on display :99"

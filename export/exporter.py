@@ -123,6 +123,10 @@ def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | 
     if unknown:
         raise UserError(f"unknown format(s) {unknown}: choose from {', '.join(FORMATS)}")
     trained = load_trained(artifacts, task)
+    if trained.metrics.get("arch") == "landmarks":
+        from export.hands import export_hands
+        return export_hands(trained, formats, data_dir, int8_io, calibration_count,
+                            calibration_seed, latency_runs)
     model = trained.load_model()
     data = training_data(trained, data_dir)
     spec = trained.spec

@@ -48,8 +48,13 @@ def common_options() -> argparse.ArgumentParser:
                       help="fraction of the training data held out for validation (default 0.1; "
                            "0 trains on all of it, for a final run once the recipe is settled)")
     model = parent.add_argument_group("model and recipe (defaults depend on the task)")
-    model.add_argument("--arch", default="convnet", choices=["convnet", "mobilenetv3small"],
-                       help="small from-scratch convnet (default) or a MobileNetV3-Small backbone")
+    model.add_argument("--arch", choices=["convnet", "mobilenetv3small", "landmarks"],
+                       help="small from-scratch convnet, a MobileNetV3-Small backbone, or "
+                            "(handsigns) a classifier on MediaPipe hand landmarks; default: "
+                            "the task's (train/trainer.py DEFAULT_ARCH)")
+    model.add_argument("--hand-models", choices=["full", "lite"], default="full",
+                       help="--arch landmarks: MediaPipe's full or lite palm/landmark models "
+                            "(fetched by `python -m hand_models fetch`)")
     model.add_argument("--weights", metavar="FILE|imagenet",
                        help="backbone weights for mobilenetv3small: a local .h5 file offline, "
                             "or 'imagenet' to download")
@@ -121,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
             mixup=args.mixup, ema=args.ema, val_split=args.val_split,
             limit_per_class=args.limit_per_class, seed=args.seed, strategy=args.strategy,
-            mixed_precision=args.mixed_precision, tta=args.tta, out_dir=Path(args.out))
+            mixed_precision=args.mixed_precision, tta=args.tta, out_dir=Path(args.out),
+            extra={"hand_variant": args.hand_models})
         from device.interrupts import terminate_as_interrupt
 
         with terminate_as_interrupt():

@@ -29,7 +29,7 @@ class TrainConfig:
     data_dir: Path | None = None
     embedded: bool = False
     classes: list[str] | None = None
-    arch: str = "convnet"
+    arch: str | None = None  # None: the task's default (DEFAULT_ARCH)
     weights: str | None = None
     image_size: int | None = None
     epochs: int | None = None
@@ -65,10 +65,26 @@ DEFAULTS = {
 }
 
 
+#: The architecture a task trains when ``--arch`` is not given.
+DEFAULT_ARCH = {"digits": "convnet", "fruits": "convnet", "handsigns": "convnet"}
+
+
+def recipe_defaults(task: str, arch: str) -> dict:
+    """The recipe for ``task`` trained as ``arch``: the landmark route has its own."""
+    if arch == "landmarks":
+        from train.hand_trainer import LANDMARK_DEFAULTS
+        return LANDMARK_DEFAULTS
+    return DEFAULTS[task]
+
+
 def resolved(config: TrainConfig) -> TrainConfig:
     """Fill the unset recipe fields from :data:`DEFAULTS` and the task's input size."""
     task = get_task(config.task)
-    for key, value in DEFAULTS[task.name].items():
+    config.arch = config.arch or DEFAULT_ARCH[task.name]
+    if config.arch == "landmarks" and task.name != "handsigns":
+        raise UserError(f"--arch landmarks is for hand signs only, not {task.name}: use convnet "
+                        "or mobilenetv3small")
+    for key, value in recipe_defaults(task.name, config.arch).items():
         if getattr(config, key) is None:
             setattr(config, key, value)
     config.image_size = config.image_size or task.size
@@ -230,6 +246,9 @@ def float32_copy(model, build):
 def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
     """Run one training; return metrics (also written to ``out_dir/<task>/metrics.json``)."""
     config = resolved(config)
+    if config.arch == "landmarks":
+        from train.hand_trainer import train_landmarks
+        return train_landmarks(config)
     task = get_task(config.task)
     spec = task.preprocessing(config.image_size)
 

@@ -66,7 +66,7 @@ def served():
         producer = Producer(hub, rate, frames)
         encoder.start()
         producer.start()
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         started.append((server, hub, encoder, producer))
         return server, hub, encoder, producer
 

@@ -91,13 +91,14 @@ def serve(run_options: RunOptions, options: ServeOptions, out: TextIO = sys.stdo
     except BaseException:
         server.server_close()
         raise
-    hub._inset_source = lambda: runner.pipeline.inset
+    hub.inset_source = lambda: runner.pipeline.inset
     hub.info.update(model=runner.model_key, bundle=str(run_options.bundle),
                     task=runner.pipeline.bundle.task, source=runner.source.name,
                     camera_fps=round(getattr(runner.source, "fps", 0.0) or 0.0, 2) or None)
     pace(runner, run_options, options)
     encoder.start()
-    threading.Thread(target=server.serve_forever, name="serve-http", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.1,), name="serve-http",
+                     daemon=True).start()
     print(f"serving {server.url} (model {runner.model_key}, source {runner.source.name}); "
           "Ctrl-C to stop", file=err, flush=True)
     if options.host not in ("127.0.0.1", "localhost", "::1") and not options.token:

@@ -6,6 +6,7 @@ Examples::
     python -m export fruits --formats tflite-int8,onnx-int8
     python -m export handsigns --int8-io uint8       # uint8 input/output for the int8 TFLite
     python -m export diagnose digits --format tflite-int8   # per-layer quantisation error
+    python -m export gestures                        # your own task (python -m train images)
 
 Reads artifacts/TASK/model.keras (from `python -m train TASK`) and writes artifacts/TASK/bundle/:
 model files, metadata.json (labels, preprocessing, checksums), samples.npz, report.md/.json.
@@ -22,7 +23,16 @@ from device.errors import UserError
 from device.tasks import TASKS
 
 
-def build_parser() -> argparse.ArgumentParser:
+def user_task_in(argv: list[str]) -> str | None:
+    """The first word of ``argv`` when it names a user's task (``python -m train images``
+    --name): export takes any trained task, not only the built-in names."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    if first is None or first in TASKS or first == "diagnose":
+        return None
+    return first
+
+
+def build_parser(user_task: str | None = None) -> argparse.ArgumentParser:
     from export.formats import DEFAULT_FORMATS, FORMATS
 
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
@@ -43,9 +53,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "artifacts/TASK/bundle)")
     diagnose.add_argument("--images", type=int, default=64, help="images to compare (default 64)")
     diagnose.add_argument("--top", type=int, default=10, help="worst layers to list")
-    for name, spec in TASKS.items():
-        sub = commands.add_parser(name, parents=[common],
-                                  help=f"export the {name} model ({spec.description})")
+    tasks = {name: f"export the {name} model ({spec.description})"
+             for name, spec in TASKS.items()}
+    if user_task:
+        tasks[user_task] = f"export your own task {user_task} (python -m train images)"
+    for name, help_text in tasks.items():
+        sub = commands.add_parser(name, parents=[common], help=help_text)
         sub.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
                          help=f"comma-separated, from: {', '.join(FORMATS)} "
                               f"(default: {','.join(DEFAULT_FORMATS)})")
@@ -61,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(user_task_in(argv)).parse_args(argv)
     try:
         if args.command == "diagnose":
             from export.diagnose import diagnose, print_table

@@ -104,6 +104,13 @@ def add_images_command(tasks, parent: argparse.ArgumentParser) -> None:
     sub.add_argument("--test-split", type=float, default=0.2, metavar="FRACTION",
                      help="without a test folder: the fraction held out, by capture session "
                           "(default 0.2)")
+    # A few dozen images cannot spare a validation split worth reading: by default it is
+    # held out only from 200 training images on.
+    sub.set_defaults(val_split=None)
+
+
+#: Below this many training images a user's task trains on all of them (no validation split).
+SMALL_DATA = 200
 
 
 def train_images(args, config_fields: dict) -> dict:
@@ -120,6 +127,8 @@ def train_images(args, config_fields: dict) -> dict:
     size = args.image_size or (128 if pretrained else CUSTOM_SIZE)
     dataset = folders.load(args.data, args.name, size, test_fraction=args.test_split,
                            seed=args.seed)
+    if config_fields["val_split"] is None:
+        config_fields["val_split"] = 0.0 if len(dataset.y_train) < SMALL_DATA else 0.1
     config_fields.update(task=args.name, data_dir=args.data.expanduser().resolve(),
                          image_size=size,
                          extra={"images": {"folder": str(args.data.expanduser().resolve()),

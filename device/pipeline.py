@@ -51,11 +51,6 @@ class Subject:
     extras: dict = field(default_factory=dict)  # goes into the Result (hand, others)
 
 
-def pipeline_kind(bundle: Bundle) -> str:
-    """``image`` for the classic bundles (format 1 has no ``pipeline`` entry), else its kind."""
-    return (bundle.metadata.get("pipeline") or {}).get("kind", "image")
-
-
 def roi_setting(roi, still: bool) -> str:
     """The region of interest ``auto`` stands for: the whole picture for stills (photos are
     already framed), the 0.6 centre box for cameras and videos. ``collect`` uses it too, so
@@ -75,8 +70,8 @@ class ImageStage:
     def __call__(self, frame: np.ndarray) -> Subject:
         pixels, roi = self.preprocess.pixels(frame)
         box = (roi.x, roi.y, roi.width, roi.height)
-        if pixels is None:
-            return Subject(None, box, self.no_subject)
+        if pixels is None:  # the camera step says why: a blank/black frame, or no ink
+            return Subject(None, box, self.preprocess.reason or self.no_subject)
         from device.preprocess import to_input
 
         return Subject(to_input(pixels, self.preprocess.spec)[None], box, inset=pixels)
@@ -90,8 +85,8 @@ class HandStage:
         from device.hands.tracker import HandTracker
 
         pipeline = bundle.metadata["pipeline"]
-        palm_path, palm_key = bundle.stage_model("palm", model_key)
-        landmark_path, landmark_key = bundle.stage_model("landmark", model_key)
+        palm_key, palm_path = bundle.stage_variant("palm", model_key)
+        landmark_key, landmark_path = bundle.stage_variant("landmark", model_key)
         self.variants = {"palm": palm_key, "landmark": landmark_key}
         # By default hands are searched in the whole frame; --roi bounds the search.
         self.roi_setting = None if roi in (None, "auto", "full") else parse_roi(roi)
@@ -148,7 +143,7 @@ class FramePipeline:
                                           entry["format"], threads)
         self.labels = list(self.bundle.labels)
         self.threshold = threshold
-        self.kind = pipeline_kind(self.bundle)
+        self.kind = self.bundle.kind
         if self.kind == "hands":
             self.stage = HandStage(self.bundle, self.model_key, threads, roi, still)
         else:

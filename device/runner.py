@@ -8,16 +8,19 @@ into one result record (device/result.py), which every output speaks.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TextIO
 
 import cv2
 import numpy as np
 
+from device.bundle import open_bundle
 from device.errors import UserError
 from device.overlay import visualize
 from device.pipeline import FramePipeline
@@ -51,16 +54,43 @@ def has_gui() -> bool:
     return bool(gui) and "NONE" not in gui[0].upper()
 
 
+def installed(distribution: str) -> bool:
+    try:
+        metadata.version(distribution)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def window_problem(environ=os.environ, platform: str = sys.platform, gui=has_gui) -> str | None:
+    """Why no window can open here, or None. Checked before the first frame: with no display a
+    GUI OpenCV aborts inside Qt (rc 134, no message), which no Python code can catch."""
+    if not gui():
+        if installed("opencv-python") and installed("opencv-python-headless"):
+            return ("opencv-python and opencv-python-headless are both installed and overwrite "
+                    "each other's cv2 (pip uninstall -y opencv-python-headless opencv-python, "
+                    "then pip install opencv-python, or make setup-window)")
+        return ("this OpenCV (opencv-python-headless) has no window support (make setup-window "
+                "installs one that has)")
+    if platform.startswith("linux") and not (environ.get("DISPLAY")
+                                             or environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY is not set: a Pi over ssh, a service, a container)"
+    return None
+
+
 def is_still(source: str) -> bool:
     """Image folders hold unrelated, usually already-cropped photos: each is classified whole and
     on its own (no smoothing, no tracking). A camera or a video shows a scene over time."""
-    return Path(str(source)).expanduser().is_dir()
+    from device.sources.folder import IMAGE_SUFFIXES
+
+    path = Path(str(source)).expanduser()
+    return path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
 
 
 class Runner:
     """``publish(frame, annotated, record, fps)``, when given, receives every frame's outcome
     (``serve`` streams it); ``annotated`` is None unless a window, ``--save`` or the hook asked
-    for drawing (``wants_annotated``)."""
+    for drawing (``wants_annotated``). ``out`` None: headless without JSON lines (``serve``)."""
 
     def __init__(self, options: RunOptions, out: TextIO = sys.stdout, publish=None,
                  wants_annotated: bool = False):
@@ -70,9 +100,11 @@ class Runner:
         self.wants_annotated = wants_annotated
         if options.threads < 1:
             raise UserError("--threads must be at least 1")
-        if not options.headless and not has_gui():
-            raise UserError("this OpenCV build has no window support: use --headless, or "
-                            "pip install opencv-python (not -headless) for the window")
+        problem = None if options.headless else window_problem()
+        if problem:
+            raise UserError(f"cannot open a window: {problem}; watch in a browser instead with "
+                            "`python -m device serve` (same options), or use --headless for "
+                            "JSON lines")
         # One OpenCV thread: each frame's images are tiny (a 64 px work size for digits), so
         # the thread pool's hand-off costs more than it saves, and the second core is already
         # busy decoding the next frame. Measured on 2 cores: digits 868 -> 1043 fps end to end,
@@ -80,10 +112,17 @@ class Runner:
         cv2.setNumThreads(1)
         still = is_still(options.source)
         smoothing = options.smoothing if options.smoothing is not None else not still
-        self.pipeline = FramePipeline(options.bundle, options.model, options.threads,
-                                      options.roi, smoothing, options.alpha, options.threshold,
-                                      still)
+        # The bundle's metadata, then the source, then the models: a bad bundle, model key,
+        # camera or file is one error line, before the model runtime prints anything.
+        open_bundle(options.bundle, verify=False).choose(options.model)
         self.source = open_source(options.source, options.width, options.height, options.fps)
+        try:
+            self.pipeline = FramePipeline(options.bundle, options.model, options.threads,
+                                          options.roi, smoothing, options.alpha, options.threshold,
+                                          still)
+        except BaseException:
+            self.source.close()
+            raise
         self.model_key = self.pipeline.model_key
         self.labels = self.pipeline.labels
         self.writer = None
@@ -111,7 +150,7 @@ class Runner:
                 fps = len(fps_window) / max(sum(fps_window), 1e-9)
                 record = {"frame": frames, "source": name, "model": self.model_key,
                           **result.to_json()}
-                if self.options.headless:
+                if self.options.headless and self.out is not None:
                     self.out.write(json.dumps(record) + "\n")
                 annotated = None
                 if drawing:
@@ -125,7 +164,7 @@ class Runner:
                 frames += 1
         finally:
             self.close()
-        if self.options.headless:
+        if self.options.headless and self.out is not None:
             self.out.flush()
         return frames
 

@@ -32,6 +32,19 @@ def user_task_in(argv: list[str]) -> str | None:
     return first
 
 
+def at_least(minimum: int):
+    """argparse type: an integer >= ``minimum`` (checked at parse time, before TensorFlow)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+    return parse
+
+
 def build_parser(user_task: str | None = None) -> argparse.ArgumentParser:
     from export.formats import DEFAULT_FORMATS, FORMATS
 
@@ -44,7 +57,9 @@ def build_parser(user_task: str | None = None) -> argparse.ArgumentParser:
     diagnose = commands.add_parser(
         "diagnose", parents=[common], help="per-layer quantisation error of a bundle's model",
         description="Compare every intermediate activation of the float and the quantised model "
-                    "(SQNR, cosine, RMSE), worst layers first; writes "
+                    "(SQNR, cosine, RMSE) on the test images it flipped, and rank the int8 "
+                    "model's layers by their effect on the output (each kept in float alone); "
+                    "writes "
                     "artifacts/TASK/diagnose-FORMAT.md and .json.")
     diagnose.add_argument("task", choices=list(TASKS))
     diagnose.add_argument("--format", required=True, dest="model_format",
@@ -53,6 +68,8 @@ def build_parser(user_task: str | None = None) -> argparse.ArgumentParser:
                           "artifacts/TASK/bundle)")
     diagnose.add_argument("--images", type=int, default=64, help="images to compare (default 64)")
     diagnose.add_argument("--top", type=int, default=10, help="worst layers to list")
+    diagnose.add_argument("--sqnr-only", action="store_true",
+                          help="skip the per-layer effect ranking (re-quantises once per layer)")
     tasks = {name: f"export the {name} model ({spec.description})"
              for name, spec in TASKS.items()}
     if user_task:
@@ -64,10 +81,10 @@ def build_parser(user_task: str | None = None) -> argparse.ArgumentParser:
                               f"(default: {','.join(DEFAULT_FORMATS)})")
         sub.add_argument("--int8-io", choices=["int8", "uint8"], default="int8",
                          help="input/output type of the full-int8 TFLite model")
-        sub.add_argument("--calibration-count", type=int, default=500,
+        sub.add_argument("--calibration-count", type=at_least(10), default=500,
                          help="calibration images drawn from the training split")
         sub.add_argument("--calibration-seed", type=int, default=0)
-        sub.add_argument("--latency-runs", type=int, default=100,
+        sub.add_argument("--latency-runs", type=at_least(1), default=100,
                          help="single-image runs per format for the latency column")
     return parser
 
@@ -76,19 +93,32 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(user_task_in(argv)).parse_args(argv)
+    from device.interrupts import terminate_as_interrupt
+
     try:
-        if args.command == "diagnose":
-            from export.diagnose import diagnose, print_table
-
-            print_table(diagnose(args.task, args.model_format, Path(args.artifacts), args.bundle,
-                                 args.images, top=args.top))
-            return 0
-        from export.exporter import export
-
-        export(args.command, Path(args.artifacts),
-               [f.strip() for f in args.formats.split(",") if f.strip()], args.data_dir,
-               args.int8_io, args.calibration_count, args.calibration_seed, args.latency_runs)
+        with terminate_as_interrupt():
+            return run_command(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: export stopped, staging folders removed; the previous bundle is "
+              "left as it was", file=sys.stderr)
+        return 130
+
+
+def run_command(args) -> int:
+    """The chosen subcommand; UserError and interrupts are turned into one line by main."""
+    if args.command == "diagnose":
+        from export.diagnose import diagnose, print_table
+
+        print_table(diagnose(args.task, args.model_format, Path(args.artifacts), args.bundle,
+                             args.images, top=args.top, effect=not args.sqnr_only,
+                             data_dir=args.data_dir))
+        return 0
+    from export.exporter import export
+
+    export(args.command, Path(args.artifacts),
+           [f.strip() for f in args.formats.split(",") if f.strip()], args.data_dir,
+           args.int8_io, args.calibration_count, args.calibration_seed, args.latency_runs)
     return 0

@@ -51,11 +51,18 @@ class Subject:
     extras: dict = field(default_factory=dict)  # goes into the Result (hand, others)
 
 
+def roi_setting(roi, still: bool) -> str:
+    """The region of interest ``auto`` stands for: the whole picture for stills (photos are
+    already framed), the 0.6 centre box for cameras and videos. ``collect`` uses it too, so
+    captures are framed exactly as the runner will frame them."""
+    return roi if roi not in (None, "auto") else ("full" if still else "0.6")
+
+
 class ImageStage:
     """The region of interest through the bundle's camera step (device/camera.py)."""
 
     def __init__(self, bundle: Bundle, roi, still: bool):
-        setting = roi if roi not in (None, "auto") else ("full" if still else "0.6")
+        setting = roi_setting(roi, still)
         self.preprocess = FramePreprocessor(bundle.preprocessing, parse_roi(setting))
         self.no_subject = NO_INK if bundle.preprocessing.get("camera") == "digit_ink" \
             else NO_SUBJECT

@@ -288,6 +288,8 @@ def build_metadata(trained: Trained, data, entries: list[dict], staging: Path,
         "input": {"shape": [1, *spec["size"], spec["channels"]], "dtype": "float32",
                   "layout": "NHWC", "int8_io": int8_io},
         "preprocessing": spec,
+        # The bundle describes its own task, so the device runs a user's task like a built-in.
+        "pipeline": metrics.get("pipeline") or {"kind": "image"},
         "models": entries,
         "samples": {"file": "samples.npz", "sha256": sha256_of(staging / "samples.npz"),
                     "count": int(sum(1 for _ in np.load(staging / "samples.npz")["y"])),

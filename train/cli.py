@@ -45,8 +45,9 @@ def common_options() -> argparse.ArgumentParser:
                       "(default: $DATA_DIR; if unset, download when online)")
     data.add_argument("--limit-per-class", type=number(int, 1), metavar="N",
                       help="use at most N training images per class (quick runs)")
-    data.add_argument("--val-split", type=number(float, 0.0, 0.5, high_open=True), default=0.1,
-                      help="fraction of the training data held out for validation (default 0.1; "
+    data.add_argument("--val-split", type=number(float, 0.0, 0.5, high_open=True), default=None,
+                      help="fraction of the training data held out for validation (default 0.1; a user's "
+                           "task: 0 below 200 images; "
                            "0 trains on all of it, for a final run once the recipe is settled)")
     model = parent.add_argument_group("model and recipe (defaults depend on the task)")
     model.add_argument("--arch", choices=["convnet", "convnet-small", "mobilenetv3small",
@@ -131,10 +132,12 @@ def add_images_command(tasks, parent: argparse.ArgumentParser) -> None:
                      help="without a test folder: the fraction held out, by capture session "
                           "(default 0.2)")
     # A few dozen images cannot spare a validation split worth reading: by default it is
-    # held out only from 200 training images on.
-    sub.set_defaults(val_split=None)
+    # held out only from 200 training images on. (The subparsers share their option objects,
+    # so the "unset" default is None for every task: see DEFAULT_VAL_SPLIT.)
 
 
+#: The built-in tasks' validation fraction when --val-split is not given.
+DEFAULT_VAL_SPLIT = 0.1
 #: Below this many training images a user's task trains on all of them (no validation split).
 SMALL_DATA = 200
 
@@ -191,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             arch=args.arch, weights=args.weights, image_size=args.image_size, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.learning_rate,
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
-            mixup=args.mixup, ema=args.ema, val_split=args.val_split,
+            mixup=args.mixup, ema=args.ema,
+            val_split=DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split,
             limit_per_class=args.limit_per_class, seed=args.seed, strategy=args.strategy,
             mixed_precision=args.mixed_precision, tta=args.tta, out_dir=Path(args.out),
             extra={"hand_variant": args.hand_models})

@@ -84,3 +84,42 @@ class LiteRTClassifier:
         self.interpreter.invoke()
         out = self.interpreter.get_tensor(self.output["index"])
         return dequantize(out, self.output) if self.integer_output else out.astype(np.float32)
+
+
+class LiteRTModel:
+    """A TFLite model with several inputs/outputs: floats in, floats out, (de)quantising any
+    integer tensor with its own scale so a quantised stage is a drop-in replacement."""
+
+    def __init__(self, path: Path, threads: int = 1):
+        from device.backends import output_order
+
+        interpreter_type, self.backend = interpreter_class()
+        try:
+            self.interpreter = interpreter_type(model_path=str(path), num_threads=threads)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise UserError(f"cannot load TFLite model {path} ({exc}): the file is corrupt or "
+                            "from an incompatible converter, re-fetch or re-export it") from None
+        self._in = self.interpreter.get_input_details()
+        outputs = self.interpreter.get_output_details()
+        self._out = [outputs[i] for i in output_order([d["name"] for d in outputs])]
+        self.inputs = [_describe(d) for d in self._in]
+        self.outputs = [_describe(d) for d in self._out]
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        for detail, array in zip(self._in, arrays):
+            integer = detail["dtype"] in (np.int8, np.uint8)
+            tensor = quantize(array, detail) if integer else array.astype(detail["dtype"])
+            self.interpreter.set_tensor(detail["index"], tensor)
+        self.interpreter.invoke()
+        results = []
+        for detail in self._out:
+            out = self.interpreter.get_tensor(detail["index"])
+            integer = detail["dtype"] in (np.int8, np.uint8)
+            results.append(dequantize(out, detail) if integer else out.astype(np.float32))
+        return results
+
+
+def _describe(detail: dict) -> dict:
+    return {"name": detail["name"], "shape": [int(v) for v in detail["shape"]],
+            "dtype": np.dtype(detail["dtype"]).name}

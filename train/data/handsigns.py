@@ -122,3 +122,34 @@ def _merge_download(train_root: Path, test_root: Path) -> Path:
     if find_subdir(parent, TRAIN_NAMES) is None or find_subdir(parent, TEST_NAMES) is None:
         raise UserError(f"the downloaded archives in {parent} lack rps/ and rps-test-set/: {WHERE}")
     return parent
+
+
+def photo_files(data_dir: Path | None) -> dict:
+    """The photo files themselves (not decoded): for the landmark route, which finds hands in
+    the full-resolution photos. Returns train/test paths and labels, and each training
+    photo's clip (for the clip-grouped validation split)."""
+    from train.data.images import list_images, source_group
+
+    if data_dir is None:
+        raise UserError(f"--arch landmarks reads hand-sign photo folders: pass --data-dir ({WHERE})")
+    folder = task_dir(data_dir, "handsigns", has_handsigns)
+    train_dir = find_subdir(folder, TRAIN_NAMES) if folder else None
+    test_dir = find_subdir(folder, TEST_NAMES) if folder else None
+    if train_dir is None or test_dir is None:
+        raise UserError(f"no training/ and testing/ photo folders in {data_dir} or "
+                        f"{data_dir / 'handsigns'}: --arch landmarks needs photos; {WHERE}")
+
+    def split(split_dir: Path) -> tuple[list[Path], np.ndarray]:
+        paths, labels = [], []
+        for index, name in enumerate(class_folders(split_dir)):
+            files = list_images(split_dir / name)
+            paths += files
+            labels += [index] * len(files)
+        return paths, np.array(labels, dtype=np.int64)
+
+    train_paths, y_train = split(train_dir)
+    test_paths, y_test = split(test_dir)
+    return {"labels": list(HANDSIGNS), "source": str(folder), "train": train_paths,
+            "y_train": y_train, "groups": np.array([source_group(p) for p in train_paths]),
+            "test": test_paths, "y_test": y_test,
+            "test_groups": np.array([source_group(p) for p in test_paths])}

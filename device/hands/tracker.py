@@ -1,0 +1,273 @@
+"""``HandTracker``: palm detection, hand landmarks and tracking between frames.
+
+Video (``still=False``), as MediaPipe's hand tracking graph: while a hand is tracked, the next
+frame's crop comes from this frame's landmarks and the palm detector does not run; it runs again
+(on the same frame, so no frame is lost) only when the landmark model's presence drops below
+``min_presence``, or before the first hand.
+
+Still images (``still=True``): nothing carries over between calls. The palm detector runs first;
+when it finds nothing (tight hand crops: it misses about a third of the hand-sign photos), the
+landmark model is run on the whole image padded to a square (scaled out by each factor in
+``fallback_pads``, turned by each of ``fallback_angles``), then on a grid of windows
+(``scan_sides``), and its presence score decides. A found hand is then re-cropped once from its
+own landmarks (``refine``), which is what the tracker would see on the next frame.
+
+Which hand, when several palms are found: the largest palm box (the hand nearest the camera,
+which is the one a user holds up). The others are counted in ``info["others"]``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from device.hands.geometry import axis_box
+from device.hands.landmarks import LandmarkModel, LandmarkResult, landmarks_rect
+from device.hands.palm import Palm, PalmDetector
+
+#: Tunable thresholds (written into a bundle's ``metadata["pipeline"]["thresholds"]``).
+DEFAULT_THRESHOLDS = {
+    # Palm detector: sigmoid score a palm needs (MediaPipe uses 0.5; 0.3 tuned on validation:
+    # the landmark presence check rejects the extra false palms).
+    "min_palm_score": 0.3,
+    # Weighted NMS: detections overlapping the best one by more than this IoU are merged into it.
+    "nms_iou": 0.3,
+    # Landmark model: hand presence needed to report a hand and to keep tracking it
+    # (MediaPipe's min_tracking_confidence).
+    "min_presence": 0.5,
+    # Palms tried in turn (by the choice rule) until one passes min_presence.
+    "max_palm_tries": 2,
+    # Still images: when no palm passes, the whole image padded to a square is given to the
+    # landmark model at each of these zoom-outs (1.0 = the square just holds the image).
+    "fallback_pads": [1.0, 1.5],
+    # ... and at each of these rotations (degrees): the landmark model wants the wrist at the
+    # bottom, and sideways hands are common in photos.
+    "fallback_angles": [0, 90, -90],
+    # Still images: re-crop a found hand from its own landmarks this many times.
+    "refine": 1,
+    # When no palm passes, also try square windows of these sides (fractions of the region's
+    # shorter side) on a grid over the region: all of them for a still image, one per frame in
+    # turn for video. A hand found there needs min_scan_presence (windows see more background
+    # than a palm crop, so false hands are likelier). Empty list: no scan.
+    "scan_sides": [1.0, 0.6],
+    "min_scan_presence": 0.7,
+}
+
+
+@dataclass
+class Hand:
+    """One hand, everything in the frame's pixels.
+
+    ``handedness`` is MediaPipe's label: right for a mirrored (selfie-view) frame, i.e. the
+    person's own left/right when the picture is mirrored; in an unmirrored camera frame or
+    photo it names the person's other hand.
+    """
+
+    landmarks: np.ndarray   # (21, 3) float32: x, y in frame pixels; z relative depth, same scale
+    world: np.ndarray       # (21, 3) world landmarks from the model (metres)
+    presence: float
+    handedness: str         # "left" or "right" (MediaPipe's mirrored-view convention, see above)
+    handedness_score: float
+    rect: tuple             # (cx, cy, w, h, angle_rad) frame pixels: the crop the model saw
+    box: tuple              # (x, y, w, h) axis-aligned, frame pixels, around the landmarks
+    crop: np.ndarray        # the landmark model's input picture, uint8 RGB 224x224
+    detected: bool          # the palm detector ran for this result
+
+    def to_json(self) -> dict:
+        """The result record's ``hand`` object (docs/contracts.md)."""
+        return {"landmarks": [[round(float(v), 2) for v in point] for point in self.landmarks],
+                "presence": round(self.presence, 4), "handedness": self.handedness,
+                "detected": self.detected, "rect": [round(float(v), 4) for v in self.rect]}
+
+
+class HandTracker:
+    """Palm detector + landmark model, built once; ``process`` per frame (BGR uint8)."""
+
+    def __init__(self, palm_path, landmark_path, model_format: str = "tflite",
+                 threads: int = 2, roi=None, still: bool = False,
+                 thresholds: dict | None = None, palm_format: str | None = None):
+        self.palm = PalmDetector(palm_path, palm_format or model_format, threads)
+        self.landmark = LandmarkModel(landmark_path, model_format, threads)
+        self.roi = roi
+        self.still = still
+        unknown = set(thresholds or {}) - set(DEFAULT_THRESHOLDS)
+        if unknown:
+            raise ValueError(f"unknown hand thresholds {sorted(unknown)}")
+        self.thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the tracked hand: the next frame starts with palm detection."""
+        self.track_rect: tuple | None = None
+        self.others = 0
+        self.scan_index = -1
+
+    def process(self, frame_bgr: np.ndarray) -> tuple[Hand | None, dict]:
+        """The chosen hand in this frame (or None) and timings:
+        ``{"palm_ran", "hands_found", "others", "palm_ms", "landmark_ms"}``."""
+        rgb = cv2.cvtColor(frame_bgr, cv2.COLOR_BGR2RGB)
+        self._info = {"palm_ran": False, "hands_found": 0, "others": 0, "palm_ms": 0.0,
+                      "landmark_ms": 0.0}
+        self._search = self._region(rgb)
+        if self.still:
+            hand = self._still(rgb)
+        else:
+            hand = self._track(rgb)
+        self._info["hands_found"] = (1 + self._info["others"]) if hand else self._info["others"]
+        return hand, self._info
+
+    # --- video -----------------------------------------------------------------------------
+
+    def _track(self, rgb: np.ndarray) -> Hand | None:
+        if self.track_rect is not None:
+            result = self._landmarks(rgb, self.track_rect)
+            if self._accept(result):
+                self.track_rect = landmarks_rect(result.landmarks)
+                self._info["others"] = self.others
+                return self._hand(result, rgb, detected=False)
+            self.track_rect = None
+        result = self._from_palms(rgb, self._detect(rgb))
+        if result is None:
+            result = self._scan_one(rgb)
+        if result is None:
+            return None
+        self.track_rect = landmarks_rect(result.landmarks)
+        return self._hand(result, rgb, detected=True)
+
+    def _scan_one(self, rgb: np.ndarray) -> LandmarkResult | None:
+        """Video: the next scan window in turn (one landmark run per frame without a palm)."""
+        windows = scan_windows(self._search, self.thresholds["scan_sides"])
+        if not windows:
+            return None
+        self.scan_index = (self.scan_index + 1) % len(windows)
+        return self._best_scan([self._landmarks(rgb, windows[self.scan_index])])
+
+    # --- still images ----------------------------------------------------------------------
+
+    def _still(self, rgb: np.ndarray) -> Hand | None:
+        result = self._from_palms(rgb, self._detect(rgb))
+        detected = result is not None
+        if result is None:
+            result = self._whole_image(rgb)
+        if result is None:
+            return None
+        for _ in range(int(self.thresholds["refine"])):
+            again = self._landmarks(rgb, landmarks_rect(result.landmarks))
+            if self._accept(again):
+                result = again
+        return self._hand(result, rgb, detected=detected)
+
+    def _whole_image(self, rgb: np.ndarray) -> LandmarkResult | None:
+        """The landmark model on the search region padded to a square (at each zoom-out), then
+        on the scan windows; the best presence wins if it passes its threshold."""
+        x, y, w, h = self._search
+        side = max(w, h)
+        best = None
+        for pad in self.thresholds["fallback_pads"]:
+            for degrees in self.thresholds["fallback_angles"]:
+                rect = (x + w / 2, y + h / 2, side * pad, side * pad, math.radians(degrees))
+                result = self._landmarks(rgb, rect)
+                if best is None or result.presence > best.presence:
+                    best = result
+        if best is not None and self._accept(best):
+            return best
+        scanned = [self._landmarks(rgb, rect) for rect in scan_windows(
+            self._search, self.thresholds["scan_sides"])]
+        return self._best_scan(scanned)
+
+    def _best_scan(self, results: list[LandmarkResult]) -> LandmarkResult | None:
+        best = max(results, key=lambda r: r.presence, default=None)
+        if best is None or best.presence < self.thresholds["min_scan_presence"]:
+            return None
+        return best if self._accept(best) else None
+
+    # --- shared steps ----------------------------------------------------------------------
+
+    def _region(self, rgb: np.ndarray) -> tuple[int, int, int, int]:
+        """The search region (x, y, w, h): the ROI clipped to the frame, else the frame."""
+        height, width = rgb.shape[:2]
+        if self.roi is None:
+            return 0, 0, width, height
+        x0, y0 = max(0, int(self.roi.x)), max(0, int(self.roi.y))
+        x1 = min(width, int(self.roi.x) + int(self.roi.width))
+        y1 = min(height, int(self.roi.y) + int(self.roi.height))
+        if x1 <= x0 or y1 <= y0:
+            return 0, 0, width, height
+        return x0, y0, x1 - x0, y1 - y0
+
+    def _detect(self, rgb: np.ndarray) -> list[Palm]:
+        """Palms in the search region, in frame pixels, ordered by the choice rule."""
+        x, y, w, h = self._search
+        start = time.perf_counter()
+        palms = self.palm.detect(rgb[y:y + h, x:x + w], self.thresholds["min_palm_score"],
+                                 self.thresholds["nms_iou"])
+        self._info["palm_ms"] += (time.perf_counter() - start) * 1000
+        self._info["palm_ran"] = True
+        for palm in palms:
+            palm.box = (palm.box[0] + x, palm.box[1] + y, palm.box[2] + x, palm.box[3] + y)
+            palm.keypoints = palm.keypoints + np.array([x, y], np.float32)
+        return choose_palms(palms)
+
+    def _from_palms(self, rgb: np.ndarray, palms: list[Palm]) -> LandmarkResult | None:
+        """The first palm (in choice order) whose crop the landmark model accepts."""
+        self.others = max(0, len(palms) - 1)
+        self._info["others"] = self.others
+        for palm in palms[:int(self.thresholds["max_palm_tries"])]:
+            result = self._landmarks(rgb, palm.crop_rect())
+            if self._accept(result):
+                return result
+        return None
+
+    def _landmarks(self, rgb: np.ndarray, rect: tuple) -> LandmarkResult:
+        start = time.perf_counter()
+        result = self.landmark.run(rgb, rect)
+        self._info["landmark_ms"] += (time.perf_counter() - start) * 1000
+        return result
+
+    def _accept(self, result: LandmarkResult) -> bool:
+        """Present enough, and (with an ROI) its centre inside the search region."""
+        if result.presence < self.thresholds["min_presence"]:
+            return False
+        if self.roi is None:
+            return True
+        x, y, w, h = self._search
+        cx, cy = result.landmarks[:, :2].mean(axis=0)
+        return x <= cx <= x + w and y <= cy <= y + h
+
+    def _hand(self, result: LandmarkResult, rgb: np.ndarray, detected: bool) -> Hand:
+        height, width = rgb.shape[:2]
+        x, y, w, h = axis_box(result.landmarks)
+        x0, y0 = max(0.0, x), max(0.0, y)
+        x1, y1 = min(float(width), x + w), min(float(height), y + h)
+        return Hand(result.landmarks, result.world, result.presence, result.handedness,
+                    result.handedness_score, result.rect, (x0, y0, max(0.0, x1 - x0),
+                                                           max(0.0, y1 - y0)),
+                    result.crop, detected)
+
+
+def scan_windows(region: tuple, sides: list[float]) -> list[tuple]:
+    """Upright square crops over ``region`` (x, y, w, h): for each side fraction f of the shorter
+    side, as few windows as cover the region with at least a quarter overlap. Each window is
+    scaled out 1.25 so a hand reaching its edge is still whole."""
+    x, y, w, h = region
+    rects = []
+    for fraction in sides:
+        side = fraction * min(w, h)
+        step = side * 0.75
+        columns = max(1, int(np.ceil((w - side) / step)) + 1)
+        rows = max(1, int(np.ceil((h - side) / step)) + 1)
+        for row in range(rows):
+            for column in range(columns):
+                cx = x + side / 2 + (w - side) * (column / (columns - 1) if columns > 1 else 0.5)
+                cy = y + side / 2 + (h - side) * (row / (rows - 1) if rows > 1 else 0.5)
+                rects.append((cx, cy, side * 1.25, side * 1.25, 0.0))
+    return rects
+
+
+def choose_palms(palms: list[Palm]) -> list[Palm]:
+    """The choice rule: largest palm box first (the hand nearest the camera)."""
+    return sorted(palms, key=lambda palm: -palm.area)

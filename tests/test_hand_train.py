@@ -1,0 +1,125 @@
+"""The landmark route end to end: a short real training on the hand-sign photos' landmarks
+(found by the device tracker, cached), then the export into a format 2 hands bundle."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hand_models
+from device.errors import UserError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_train_without_hand_models_says_how_to_fetch_them(tmp_path, data_dir):
+    env = {**os.environ, "EDGEKIT_HAND_MODELS": str(tmp_path / "none")}
+    result = subprocess.run([sys.executable, "-m", "train", "handsigns", "--arch", "landmarks",
+                             "--data-dir", str(data_dir), "--out", str(tmp_path / "out")],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("error: --arch landmarks needs MediaPipe's hand")
+    assert "python -m hand_models fetch" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_landmarks_is_for_hand_signs_only():
+    from train.trainer import TrainConfig, resolved
+
+    with pytest.raises(UserError, match="hand signs only"):
+        resolved(TrainConfig(task="digits", arch="landmarks"))
+
+
+def test_augmentation_keeps_hands_hand_shaped():
+    from device.hands import features
+    from train.hand_trainer import augment
+
+    rng = np.random.default_rng(0)
+    hands = rng.normal(0, 1, (4, 21, 3))
+    canonical = features.canonical_landmarks(hands, "right")
+    augmented = augment(canonical, rng, copies=5).reshape(20, 21, 3)
+    assert np.allclose(augmented[:, 0], 0.0, atol=0.1)          # wrist stays near the origin
+    sizes = features.palm_size(augmented)
+    assert np.all((sizes > 0.7) & (sizes < 1.3))                # scale varies a little
+    assert not np.allclose(augmented[:5], np.repeat(canonical[:1], 5, 0))
+
+
+@pytest.fixture(scope="module")
+def landmark_run(data_dir, tmp_path_factory):
+    try:
+        hand_models.model_dir()
+    except UserError as exc:
+        pytest.skip(f"hand models not fetched ({exc})")
+    from export.hands import export_hands
+    from export.source import load_trained
+    from train.trainer import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("landmarks")
+    metrics = train(TrainConfig(task="handsigns", arch="landmarks", data_dir=data_dir,
+                                out_dir=out, epochs=4, verbose=0))
+    bundle = export_hands(load_trained(out, "handsigns"),
+                          ["tflite-fp32", "tflite-int8", "onnx-fp32"], latency_runs=3,
+                          calibration_count=100)
+    return metrics, bundle
+
+
+@pytest.mark.slow
+def test_metrics_count_every_test_photo_and_the_ones_without_a_hand(landmark_run):
+    metrics, _ = landmark_run
+    test = metrics["test"]
+    assert metrics["arch"] == "landmarks" and metrics["dataset"]["test_total"] == 270
+    assert sum(test["no_hand"].values()) == metrics["no_hand"]["test"]
+    # A photo without a hand is an error: accuracy over all 270 is at most the found share.
+    assert test["accuracy"] <= 1 - metrics["no_hand"]["test"] / 270 + 1e-9
+    found = 270 - metrics["no_hand"]["test"]
+    assert test["accuracy"] == pytest.approx(test["accuracy_with_hand"] * found / 270)
+    assert test["accuracy_with_hand"] > 0.8
+    assert metrics["dataset"]["validation_split"] == "clip-grouped"
+
+
+@pytest.mark.slow
+def test_the_bundle_carries_the_hand_pipeline_and_its_licence(landmark_run):
+    from device.bundle import open_bundle
+
+    _, bundle_dir = landmark_run
+    bundle = open_bundle(bundle_dir)
+    assert bundle.metadata["bundle_format"] == 2 and bundle.kind == "hands"
+    assert bundle.pipeline["features"] == "landmarks-v1"
+    assert bundle.metadata["input"]["shape"] == [1, 63]
+    stages = bundle.pipeline["stages"]
+    assert set(stages) == {"palm", "landmark"}
+    for variants in stages.values():
+        assert {"tflite-fp16", "onnx-fp32"} <= set(variants)
+    files = {e["file"]: e for e in bundle.extra_files}
+    assert files["LICENSES/mediapipe-LICENSE"]["sha256"] == hand_models.FILES["LICENSE"][1]
+    assert "LICENSES/mediapipe-NOTICE" in files
+    assert files["hands/palm_detection_full.tflite"]["sha256"] == \
+        hand_models.FILES["palm_detection_full.tflite"][1]
+    assert all(m["verdict"]["ok"] for m in bundle.metadata["models"]), bundle.metadata["models"]
+    assert bundle.stage_variant("palm", "onnx-fp32")[1].suffix == ".onnx"
+
+
+@pytest.mark.slow
+def test_onnx_stages_match_and_int8_is_kept_only_within_the_limit(landmark_run):
+    from export.hand_stages import MAX_LANDMARK_ERROR
+
+    _, bundle_dir = landmark_run
+    report = json.loads((bundle_dir / "report.json").read_text())
+    stages = json.loads((bundle_dir / "metadata.json").read_text())["pipeline"]["stages"]
+    for row in report["stages"]:
+        if row["key"] == "onnx-fp32":
+            assert row["mean_error"] < 0.01, row     # a conversion, not an approximation
+        if row["key"] == "tflite-int8":
+            assert row["kept"] == (row["mean_error"] <= MAX_LANDMARK_ERROR)
+            assert ("tflite-int8" in stages[row["stage"]]) == row["kept"]
+    pipelines = {row["model"]: row for row in report["pipelines"]}
+    assert set(pipelines) == {"tflite-fp32", "tflite-int8", "onnx-fp32"}
+    assert pipelines["tflite-fp32"]["label_agreement"] == 1.0
+    assert pipelines["onnx-fp32"]["label_agreement"] > 0.95
+    assert "Whole pipeline per --model" in (bundle_dir / "report.md").read_text()

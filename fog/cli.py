@@ -40,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     host = argparse.ArgumentParser(add_help=False)
     host.add_argument("--host", default=os.environ.get("FOG_HOST"),
                       help="user@host of the training machine (default $FOG_HOST)")
-    host.add_argument("--port", type=int, default=22)
+    host.add_argument("--port", type=int, help="ssh port (default: your ssh config's, else 22)")
     host.add_argument("--ssh-opts", default="", help="extra ssh options, e.g. '-i ~/.ssh/key'")
     host.add_argument("--root", default="~/edgekit-fog",
                       help="working folder on the host (default ~/edgekit-fog)")

@@ -26,11 +26,11 @@ SSH_PROBLEMS = (
     ("Permission denied", "ssh refused the login (Permission denied): install your key with "
      "`ssh-copy-id {where}` or pass one with --ssh-opts '-i KEY'"),
     ("Could not resolve hostname", "cannot reach {host}: the name does not resolve"),
-    ("Connection refused", "cannot reach {host} port {port}: connection refused (is sshd "
-     "running, is the port right?)"),
-    ("timed out", "cannot reach {host} port {port}: connection timed out"),
-    ("No route to host", "cannot reach {host} port {port}: no route to host"),
-    ("Network is unreachable", "cannot reach {host} port {port}: network unreachable"),
+    ("Connection refused", "cannot reach {host}: {line} (is sshd running there, is the port "
+     "right?)"),
+    ("timed out", "cannot reach {host}: {line}"),
+    ("No route to host", "cannot reach {host}: {line}"),
+    ("Network is unreachable", "cannot reach {host}: {line}"),
     ("Connection closed", "the connection to {host} closed unexpectedly"),
 )
 
@@ -41,7 +41,7 @@ DISK_FULL = "No space left on device"
 class Host:
     target: str                      # user@host, as ssh takes it
     root: str = "~/edgekit-fog"      # the working folder on the host
-    port: int = 22
+    port: int | None = None          # None: ssh's own choice (~/.ssh/config, else 22)
     options: list[str] = field(default_factory=list)
 
     @property
@@ -49,7 +49,8 @@ class Host:
         return self.target.rsplit("@", 1)[-1]
 
     def ssh(self) -> list[str]:
-        return ["ssh", "-p", str(self.port), "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
+        port = ["-p", str(self.port)] if self.port else []
+        return ["ssh", *port, "-o", "BatchMode=yes", "-o", "ConnectTimeout=15",
                 "-o", "ServerAliveInterval=15", *self.options]
 
     def command(self, *args: str) -> list[str]:
@@ -95,11 +96,12 @@ class Host:
 
     def explain(self, stderr: str) -> str:
         """SSH's failure as one actionable line."""
-        where = self.target if self.port == 22 else f"-p {self.port} {self.target}"
+        where = f"-p {self.port} {self.target}" if self.port else self.target
         for needle, message in SSH_PROBLEMS:
             if needle in stderr:
+                line = next(text.strip() for text in stderr.splitlines() if needle in text)
                 return f"{self.target}: " + message.format(where=where, host=self.hostname,
-                                                           port=self.port)
+                                                           line=line)
         return f"{self.target}: ssh failed: {last_line(stderr) or 'no message'}"
 
 

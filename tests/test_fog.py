@@ -223,7 +223,7 @@ def test_bad_paths_give_one_line_and_keep_local_artifacts(cloud, tmp_path):
 
     nobody = ["--host", "nobody@127.0.0.1", "--port", str(free_port()), "--ssh-opts",
               "-o ConnectTimeout=5"]
-    assert "cannot reach 127.0.0.1 port" in attempt(host=nobody)
+    assert "cannot reach 127.0.0.1: ssh: connect to host 127.0.0.1 port" in attempt(host=nobody)
 
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")

@@ -109,13 +109,13 @@ def follow(host: Host, run_id: str, out=sys.stdout) -> str:
                 out.flush()
     except KeyboardInterrupt:
         process.kill()
-        raise UserError(f"stopped following; run {run_id} goes on on {host.target} "
+        raise UserError(f"stopped following; run {run_id} keeps running on {host.target} "
                         f"(`python -m fog attach --host {host.target}`)") from None
     process.wait()
     stderr = process.stderr.read()
     if not result:
         reason = host.explain(stderr) if process.returncode == 255 else last_line(stderr)
-        raise UserError(f"{reason}; run {run_id} goes on there: `python -m fog attach --host "
+        raise UserError(f"{reason}; run {run_id} keeps running there: `python -m fog attach --host "
                         f"{host.target}` follows it again")
     return result
 

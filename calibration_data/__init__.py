@@ -2,12 +2,16 @@
 model input by the device's own preprocessing, for every int8 format (TFLite's
 ``representative_dataset`` and onnxruntime's ``CalibrationDataReader`` both read it).
 
-``calibration_data/<task>.npz`` holds ``x`` (float32 model inputs) and ``y``; ``<task>.json`` is
-its manifest (counts per class, seed, source, SHA-256). Both are generated, never committed.
+The set belongs to its model: it lives beside it (``artifacts/<task>/calibration/<task>.npz``,
+with ``<task>.json`` as its manifest: counts per class, seed, SHA-256) and is keyed by the
+training data it was drawn from (source and a content hash, :func:`data_key`). A set drawn from
+other data (scikit-learn's 8x8 digits for the demo, MNIST for the real model) is never reused:
+:func:`load` refuses it and the exporter rebuilds it. Both files are generated, never committed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
@@ -19,6 +23,22 @@ from device.errors import UserError
 from device.preprocess import to_input
 
 HERE = Path(__file__).resolve().parent
+
+
+def folder_for(artifacts_task_folder: Path) -> Path:
+    """Where a model's calibration set lives: beside the model, in its artifacts folder."""
+    return Path(artifacts_task_folder) / "calibration"
+
+
+def data_key(x_train: np.ndarray, y_train: np.ndarray, source: str) -> dict:
+    """What identifies the training data a set is drawn from: its source and a content hash
+    (the fitted images and labels), so the same folder re-read gives the same key and any
+    other data, even under the same labels and image size, gives another."""
+    digest = hashlib.sha256()
+    digest.update(repr((x_train.shape, str(x_train.dtype))).encode())
+    digest.update(np.ascontiguousarray(x_train).tobytes())
+    digest.update(np.ascontiguousarray(y_train).astype(np.int64).tobytes())
+    return {"source": str(source), "sha256": digest.hexdigest()}
 MINIMUM = 10
 RECOMMENDED = 100
 
@@ -66,21 +86,34 @@ def build(task: str, x_train: np.ndarray, y_train: np.ndarray, labels: list[str]
         "split": "train", "labels": labels,
         "per_class": {label: int(np.sum(y == i)) for i, label in enumerate(labels)},
         "preprocessing": spec, "sha256": sha256_of(destination),
+        "data": data_key(x_train, y_train, source),
     }
     write_json(destination.with_suffix(".json"), manifest)
     return destination
 
 
-def load(task: str, spec: dict, labels: list[str], out_dir: Path = HERE):
+def load(task: str, spec: dict, labels: list[str], out_dir: Path = HERE,
+         data: dict | None = None):
     """(x, y, manifest) of a built set, refusing one whose checksum, labels or preprocessing
-    no longer match the model being exported (it would calibrate the wrong input)."""
+    no longer match the model being exported (it would calibrate the wrong input), or, given
+    ``data`` (a :func:`data_key`), one drawn from other training data."""
     import json
 
     npz = Path(out_dir) / f"{task}.npz"
     manifest_path = npz.with_suffix(".json")
     if not npz.is_file() or not manifest_path.is_file():
         raise UserError(f"no calibration set {npz}: run `make calibration TASK={task}`")
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        if not isinstance(manifest, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{manifest_path} is not a valid manifest ({exc}): rebuild it with "
+                        f"`make calibration TASK={task}`") from None
+    if data is not None and manifest.get("data") != data:
+        built = (manifest.get("data") or {}).get("source", "unrecorded data")
+        raise UserError(f"{npz} was drawn from other training data ({built}) than this model's "
+                        f"({data['source']})")
     if sha256_of(npz) != manifest.get("sha256"):
         raise UserError(f"{npz} does not match its manifest checksum: rebuild it with "
                         f"`make calibration TASK={task}`")

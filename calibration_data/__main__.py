@@ -29,7 +29,8 @@ def main(argv=None) -> int:
         import calibration_data
 
         path = calibration_data.build(args.task, data.x_train, data.y_train, data.labels,
-                                      trained.spec, data.source, args.count, args.seed)
+                                      trained.spec, data.source, args.count, args.seed,
+                                      calibration_data.folder_for(trained.folder))
         print(f"calibration set: {path} ({args.count} images from the training split)")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,12 +18,39 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import shutil
 import sys
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from device.errors import UserError
+
+#: Local staging folders: ``/tmp/edgekit-release-<pid>-*``; a later deploy removes those whose
+#: process is gone (a ``kill -9`` runs no cleanup).
+STAGING_PREFIX = "edgekit-release-"
+
+
+def keep_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 (the newest good release is "
+                                         "always kept)")
+    return value
+
+
+def port_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError("must be from 1 to 65535")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,13 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
     ssh = argparse.ArgumentParser(add_help=False)
     ssh.add_argument("--hosts", required=True,
                      help="space-separated user@host targets, deployed in parallel")
-    ssh.add_argument("--port", type=int, default=22)
+    ssh.add_argument("--port", type=port_number, default=22)
     ssh.add_argument("--dir", default="~/edge", help="base folder on the target (default ~/edge)")
     ssh.add_argument("--ssh-opts", default="", help="extra ssh options, e.g. '-i ~/.ssh/pi_key'")
     release = argparse.ArgumentParser(add_help=False)
     release.add_argument("--task", required=True, help="digits, fruits or handsigns")
     release.add_argument("--artifacts", default="artifacts", type=Path)
-    release.add_argument("--keep", type=int, default=5, help="releases kept per target")
+    release.add_argument("--keep", type=keep_count, default=5,
+                         help="good releases kept per target (at least 1; default 5)")
+    release.add_argument("--force", action="store_true",
+                         help="deploy even if the bundle's default model failed its export "
+                              "checks (the device then runs the best model that passed)")
     release.add_argument("--systemd", choices=["user", "none"], default="user",
                          help="install/restart the systemd user service (default user)")
     release.add_argument("--source", default="0", help="what the service classifies (default "
@@ -52,20 +83,35 @@ def build_parser() -> argparse.ArgumentParser:
     where = back.add_mutually_exclusive_group(required=True)
     where.add_argument("--hosts", help="space-separated user@host targets")
     where.add_argument("--local", metavar="DIR", help="a folder deployed with `deploy local`")
-    back.add_argument("--port", type=int, default=22)
+    back.add_argument("--port", type=port_number, default=22)
     back.add_argument("--dir", default="~/edge", help="base folder on the hosts")
     back.add_argument("--ssh-opts", default="")
     back.add_argument("-v", "--verbose", action="store_true")
     return parser
 
 
+def writable_folder(text: str, flag: str) -> str:
+    """``--dir``/``--local`` as an absolute folder this user can write, or one clear line."""
+    path = Path(text).expanduser().resolve()
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{flag} {path} is a file, not a folder: pass a folder to deploy into")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise UserError(f"{flag} {path} cannot be written ({exc.strerror or exc}): pass a folder "
+                        "you can write to") from None
+    return str(path)
+
+
 def targets_from(args):
     from deploy.targets import LocalTarget, SshTarget
 
     if args.command == "local":
-        return [LocalTarget(str(Path(args.dir).expanduser().resolve()))]
+        return [LocalTarget(writable_folder(args.dir, "--dir"))]
     if getattr(args, "local", None):
-        return [LocalTarget(str(Path(args.local).expanduser().resolve()))]
+        return [LocalTarget(writable_folder(args.local, "--local"))]
     hosts = args.hosts.split()
     if not hosts:
         raise UserError("--hosts is empty: pass PI=user@host (several separated by spaces)")
@@ -73,39 +119,114 @@ def targets_from(args):
     return [SshTarget(host, args.dir, args.port, options) for host in hosts]
 
 
+def verdict_gate(bundle_dir: Path, force: bool) -> list[str]:
+    """Refuse a bundle whose default model failed its export checks (unless ``force``); return
+    warning lines for failing models that are not the default (shipped, never run)."""
+    from device.bundle import open_bundle, verdict_state, verdict_summary
+    from device.check import default_model
+
+    bundle = open_bundle(bundle_dir, verify=False)
+    failing = {key: verdict_summary(entry) for key, entry in bundle.models.items()
+               if verdict_state(entry) == "failed"}
+    if failing and len(failing) == len(bundle.models):
+        raise UserError(f"every model in {bundle_dir} failed its export checks: re-export it "
+                        "(see its report.md)")
+    default = default_model(bundle)
+    if default in failing and not force:
+        raise UserError(f"the bundle's default model {default} failed its export checks "
+                        f"({failing[default]}): re-export, or pass --force to deploy it anyway "
+                        f"(the device then runs {bundle.choose()})")
+    return [f"warning: {key} failed its export checks ({why}); it is shipped but the device "
+            "never runs it by default" for key, why in failing.items()]
+
+
+def run_all(targets, work, cancel: threading.Event) -> list:
+    """``work(target)`` on every target in parallel. On Ctrl-C/SIGTERM no new remote step
+    starts; the steps in flight finish, so no target is left between two steps' states."""
+    pool = ThreadPoolExecutor(max_workers=len(targets))
+    try:
+        futures = [pool.submit(work, target) for target in targets]
+        return [future.result() for future in futures]
+    except KeyboardInterrupt:
+        cancel.set()
+        raise
+    finally:
+        pool.shutdown(wait=True)
+
+
+def push_release(args, targets, log, cancel: threading.Event) -> list:
+    from deploy.deployer import deploy_to
+    from deploy.release import release_name, stage
+    from device.atomic import owned_temp_dir, sweep_stale
+
+    bundle_dir = args.artifacts / args.task / "bundle"
+    for line in verdict_gate(bundle_dir, args.force):
+        print(line, file=sys.stderr)
+    sweep_stale(tempfile.gettempdir(), STAGING_PREFIX)
+    tmp = owned_temp_dir(tempfile.gettempdir(), STAGING_PREFIX)
+    try:
+        staged, tools = tmp / "release", tmp / "tools"
+        tools.mkdir()
+        sha = stage(bundle_dir, staged)
+        (tools / "remote.sh").write_bytes((staged / "remote.sh").read_bytes())
+        name = release_name(sha)
+        return run_all(targets, lambda t: deploy_to(t, staged, tools, sha, name, args.keep,
+                                                    args.systemd, args.source, log, cancel),
+                       cancel)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def roll_back(targets, log, cancel: threading.Event) -> list:
+    """Push the current remote.sh (a target deployed by an older toolkit may lack ``lock``),
+    then roll each target back."""
+    from deploy.deployer import rollback
+    from deploy.release import REMOTE_SCRIPT
+    from device.atomic import owned_temp_dir
+
+    tools = owned_temp_dir(tempfile.gettempdir(), STAGING_PREFIX)
+    try:
+        (tools / REMOTE_SCRIPT).write_bytes(
+            (Path(__file__).with_name(REMOTE_SCRIPT)).read_bytes())
+
+        def work(target):
+            from deploy.deployer import Outcome
+            pushed = target.push(tools, target.remote_path(".tools"))
+            if pushed.code != 0:
+                return Outcome(target.name, "failed", "", f"cannot reach target: {pushed.output}")
+            return rollback(target, log)
+        return run_all(targets, work, cancel)
+    finally:
+        shutil.rmtree(tools, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     log = (lambda text: print(text, file=sys.stderr, flush=True)) if args.verbose else \
         (lambda text: None)
+    from device.interrupts import terminate_as_interrupt
+
+    cancel = threading.Event()
     try:
-        from deploy.deployer import deploy_to, rollback
-
-        targets = targets_from(args)
-        if args.command == "rollback":
-            with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-                outcomes = list(pool.map(lambda t: rollback(t, log), targets))
-        else:
-            from deploy.release import release_name, stage
-
-            bundle_dir = args.artifacts / args.task / "bundle"
-            with tempfile.TemporaryDirectory(prefix="edgekit-release-") as tmp:
-                staged, tools = Path(tmp) / "release", Path(tmp) / "tools"
-                tools.mkdir()
-                sha = stage(bundle_dir, staged)
-                (tools / "remote.sh").write_bytes((staged / "remote.sh").read_bytes())
-                name = release_name(sha)
-                with ThreadPoolExecutor(max_workers=len(targets)) as pool:
-                    outcomes = list(pool.map(
-                        lambda t: deploy_to(t, staged, tools, sha, name, args.keep, args.systemd,
-                                            args.source, log), targets))
+        with terminate_as_interrupt():
+            targets = targets_from(args)
+            if args.command == "rollback":
+                outcomes = roll_back(targets, log, cancel)
+            else:
+                outcomes = push_release(args, targets, log, cancel)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; every target's running release was left as it was",
+              file=sys.stderr)
+        return 130
     for outcome in outcomes:
         print(outcome.line())
     failed = [o for o in outcomes if not o.ok]
     if failed:
-        print(f"error: {len(failed)} of {len(outcomes)} target(s) failed; their running release "
-              "was left as it was", file=sys.stderr)
+        reasons = "; ".join(f"{o.host}: {o.detail}" for o in failed)
+        print(f"error: {len(failed)} of {len(outcomes)} target(s) failed, their running release "
+              f"was left as it was: {reasons}", file=sys.stderr)
         return 1
     return 0

@@ -1,16 +1,29 @@
 """Deploying a release to one target, and rolling one back.
 
-Order matters: upload under a temporary name, install requirements, run ``device check`` on the
-target, and only then switch ``current`` and restart the service. Any failure before the switch
-leaves the running release untouched.
+Crash-safe by construction, whatever point a deploy is killed at (``kill -9`` included):
+
+* The whole deploy holds the target's deploy lock (``remote.sh lock``): a second deploy to the
+  same target waits, then refuses; it never interleaves. The lock dies with the deploying
+  process, so a killed deploy never leaves it held.
+* A new release is uploaded as ``releases/NAME.partial``, its requirements installed and
+  ``device check`` run there. Only after the check passed is it marked good and renamed to
+  ``NAME``, and only then does ``current`` switch (atomically) and the service restart.
+* ``rollback`` and pruning only ever consider releases marked good; pruning never removes the
+  newest good one or the current one. Leftovers of a killed deploy (``*.partial``, a half-made
+  ``current`` link) are swept by the next deploy, under the lock.
+* A failure's reason is the check's own ``error:`` line, not whatever it printed last.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from deploy.release import REMOTE_SCRIPT
+
+#: How long a second deploy to the same target waits for the first before refusing.
+LOCK_WAIT_S = 60
 
 
 @dataclass
@@ -26,6 +39,10 @@ class Outcome:
 
     def line(self) -> str:
         return f"{self.host}: {self.status} {self.release} {self.detail}".rstrip()
+
+
+class Cancelled(Exception):
+    """The user interrupted the deploy: no further step starts."""
 
 
 def parse_state(output: str) -> tuple[str, list[str]]:
@@ -44,64 +61,105 @@ def tools_script(target) -> str:
 
 
 def deploy_to(target, staged: Path, tools: Path, sha: str, name: str, keep: int, systemd: str,
-              source: str, log) -> Outcome:
-    """Deploy the staged release to ``target``; never raises for remote failures."""
-    base = target.base
+              source: str, log, cancel: threading.Event | None = None) -> Outcome:
+    """Deploy the staged release to ``target`` under its deploy lock; never raises for remote
+    failures."""
     pushed = target.push(tools, target.remote_path(".tools"))
     if pushed.code != 0:
         return Outcome(target.name, "failed", name, f"cannot reach target: {pushed.output}")
-    script = tools_script(target)
-    state = target.run(script, "state", base)
+    lock = target.hold_lock(tools_script(target), LOCK_WAIT_S)
+    if not lock.held:
+        return Outcome(target.name, "failed", name, f"({reason_line(lock.output)})")
+    try:
+        return locked_deploy(target, staged, sha, name, keep, systemd, source, log,
+                             cancel or threading.Event())
+    except Cancelled:
+        return Outcome(target.name, "failed", name, "(interrupted; the running release was "
+                       "left as it was)")
+    finally:
+        lock.release()
+
+
+def locked_deploy(target, staged: Path, sha: str, name: str, keep: int, systemd: str,
+                  source: str, log, cancel: threading.Event) -> Outcome:
+    base, script = target.base, tools_script(target)
+
+    def step(command: str, *args: str):
+        if cancel.is_set():
+            raise Cancelled
+        result = target.run(script, command, base, *args)
+        log(f"{target.name}: {command}\n{result.output}")
+        return result
+
+    state = step("state")
     if state.code != 0:
         return Outcome(target.name, "failed", name, f"cannot read state: {state.output}")
     current, releases = parse_state(state.output)
-    if current.endswith(f"-{sha}"):
+    if current.endswith(f"-{sha}") and current in releases:
         return Outcome(target.name, "unchanged", current,
                        "(already current: same bundle and runner, nothing to do)")
     existing = [r for r in releases if r.endswith(f"-{sha}")]
     if existing:
-        name = existing[-1]
+        name, folder = existing[-1], existing[-1]
         log(f"{target.name}: release {name} is already there, re-checking it")
     else:
-        partial = target.remote_path("releases", f"{name}.partial")
-        pushed = target.push(staged, partial)
+        folder = f"{name}.partial"
+        pushed = target.push(staged, target.remote_path("releases", folder))
         if pushed.code != 0:
+            step("discard", folder)
             return Outcome(target.name, "failed", name, f"upload failed: {pushed.output}")
-        done = target.run(script, "finish-upload", base, name)
-        if done.code != 0:
-            return Outcome(target.name, "failed", name, f"upload failed: {done.output}")
-    for step, args in (("venv", (name,)), ("check", (name,))):
-        result = target.run(script, step, base, *args)
-        log(f"{target.name}: {step}\n{result.output}")
+    kept = f"; {current} stays current" if current else ""
+    for command in ("venv", "check"):
+        result = step(command, folder)
         if result.code != 0:
-            target.run(script, "discard", base, name)
-            kept = f"; {current} stays current" if current else ""
+            step("discard", folder)
             return Outcome(target.name, "failed", name,
-                           f"({step} failed on the target{kept}): {last_line(result.output)}")
-    for step, args in (("activate", (name,)), ("service", (systemd, source)),
-                       ("prune", (str(keep),))):
-        result = target.run(script, step, base, *args)
-        log(f"{target.name}: {result.output}")
+                           f"({command} failed on the target{kept}): {reason_line(result.output)}")
+    if folder != name:
+        finished = step("finish", name)
+        if finished.code != 0:
+            return Outcome(target.name, "failed", name, f"(finish failed{kept}): "
+                           f"{reason_line(finished.output)}")
+    for command, args in (("activate", (name,)), ("service", (systemd, source)),
+                          ("prune", (str(keep),))):
+        result = step(command, *args)
         if result.code != 0:
-            return Outcome(target.name, "failed", name, f"({step} failed): {result.output}")
+            return Outcome(target.name, "failed", name,
+                           f"({command} failed): {reason_line(result.output)}")
     return Outcome(target.name, "deployed", name, "(device check passed, current switched)")
 
 
 def rollback(target, log) -> Outcome:
     """Switch ``current`` back to the newest good release before it and restart the service."""
     script = tools_script(target)
-    previous = target.run(script, "previous", target.base)
-    name = previous.output.strip().splitlines()[-1] if previous.output.strip() else ""
-    if previous.code != 0 or not name:
-        return Outcome(target.name, "failed", "", "(no earlier release to roll back to)")
-    for step, args in (("activate", (name,)), ("restart", ())):
-        result = target.run(script, step, target.base, *args)
-        log(f"{target.name}: {result.output}")
-        if result.code != 0:
-            return Outcome(target.name, "failed", name, f"({step} failed): {result.output}")
-    return Outcome(target.name, "rolled back", name, "(current switched back)")
+    lock = target.hold_lock(script, LOCK_WAIT_S)
+    if not lock.held:
+        return Outcome(target.name, "failed", "", f"({reason_line(lock.output)})")
+    try:
+        previous = target.run(script, "previous", target.base)
+        name = previous.output.strip().splitlines()[-1] if previous.output.strip() else ""
+        if previous.code != 0 or not name:
+            return Outcome(target.name, "failed", "",
+                           "(no earlier good release to roll back to)")
+        for step, args in (("activate", (name,)), ("restart", ())):
+            result = target.run(script, step, target.base, *args)
+            log(f"{target.name}: {result.output}")
+            if result.code != 0:
+                return Outcome(target.name, "failed", name,
+                               f"({step} failed): {reason_line(result.output)}")
+        return Outcome(target.name, "rolled back", name, "(current switched back)")
+    finally:
+        lock.release()
 
 
-def last_line(text: str) -> str:
-    lines = [line for line in text.splitlines() if line.strip()]
+def reason_line(text: str) -> str:
+    """The line that says why: the first ``error:`` line if there is one (a check prints
+    runtime INFO lines after it), else the last non-empty line."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("error:"):
+            return line
     return lines[-1] if lines else ""
+
+
+last_line = reason_line  # the name earlier callers used

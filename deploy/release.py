@@ -12,6 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
+from device.atomic import ordinary_mode
 from device.bundle import open_bundle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,6 +41,10 @@ def stage(bundle_dir: Path, destination: Path) -> str:
         if path.is_file():
             digest.update(str(path.relative_to(destination)).encode() + path.read_bytes())
     shutil.copy2(Path(__file__).with_name(REMOTE_SCRIPT), destination / REMOTE_SCRIPT)
+    for path in [destination, *destination.rglob("*")]:
+        # Ordinary modes on the target whatever the source had (a bundle exported before
+        # device/atomic.py respected the umask has 0600 files): a service account must read it.
+        ordinary_mode(path)
     sha = digest.hexdigest()[:12]
     (destination / "RELEASE.json").write_text(json.dumps({
         "sha": sha, "task": bundle.task, "created": now_stamp(),

@@ -12,72 +12,121 @@ case $base in "~"*) base="$HOME${base#\~}" ;; esac
 releases="$base/releases"
 service=edgekit
 
+good=.edgekit-good   # marker file inside a release: written only after its check passed
+
 current_name() {
     if [ -L "$base/current" ]; then basename "$(readlink "$base/current")"; fi
 }
 
+# Good releases (checked, final name), oldest first. Names start with a UTC timestamp.
+good_releases() {
+    for dir in "$releases"/*/; do
+        [ -f "$dir$good" ] && basename "$dir"
+    done | sort
+}
+
 case $command in
-state)
-    # What is there: the current release and all release names, oldest first.
-    mkdir -p "$releases"
-    echo "current=$(current_name)"
-    ls -1 "$releases" | grep -v '\.partial$' | sort | sed 's/^/release=/'
+lock)
+    # Held for a whole deploy: prints "locked", then holds an exclusive lock on BASE/.deploy.lock
+    # until its stdin closes, i.e. until the deploying process ends, however it ends (kill -9
+    # included: the pipe closes with it). A second deploy waits up to WAIT seconds, then refuses.
+    wait_s=${1:-60}
+    mkdir -p "$base"
+    exec python3 -c '
+import fcntl, sys, time
+path, wait = sys.argv[1], float(sys.argv[2])
+handle = open(path, "a")
+deadline = time.monotonic() + wait
+while True:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        break
+    except OSError:
+        if time.monotonic() >= deadline:
+            print("error: another deploy to this target is in progress (%s is locked); "
+                  "try again when it has finished" % path, flush=True)
+            sys.exit(3)
+        time.sleep(0.2)
+print("locked", flush=True)
+sys.stdin.read()
+' "$base/.deploy.lock" "$wait_s"
     ;;
-finish-upload)
-    # The upload went to NAME.partial; only a complete copy gets the real name.
-    name=$1
-    rm -rf "$releases/$name"
-    mv "$releases/$name.partial" "$releases/$name"
+state)
+    # What is there: the current release and the good releases, oldest first. Run under the
+    # lock, so anything half-made is a leftover of a deploy that was killed: swept here.
+    mkdir -p "$releases"
+    for dir in "$releases"/*.partial; do
+        [ -d "$dir" ] && rm -rf "$dir" && echo "swept: $(basename "$dir") (left by a killed deploy)"
+    done
+    rm -f "$base/.current.tmp"
+    echo "current=$(current_name)"
+    good_releases | sed 's/^/release=/'
     ;;
 venv)
     # The shared virtualenv with the device-only requirements; reinstalled only when they change.
-    name=$1
-    requirements="$releases/$name/device/requirements.txt"
+    dir=$1
+    requirements="$releases/$dir/device/requirements.txt"
     [ -x "$base/venv/bin/python" ] || python3 -m venv "$base/venv"
     wanted=$(sha256sum "$requirements" | cut -d' ' -f1)
     have=$(cat "$base/venv/.requirements.sha256" 2>/dev/null || true)
     if [ "$wanted" != "$have" ]; then
         "$base/venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
-        echo "$wanted" > "$base/venv/.requirements.sha256"
+        echo "$wanted" > "$base/venv/.requirements.sha256.tmp"
+        mv -f "$base/venv/.requirements.sha256.tmp" "$base/venv/.requirements.sha256"
         echo "venv: installed device requirements"
     else
         echo "venv: requirements unchanged"
     fi
     ;;
 check)
-    # The on-device self-test; its exit status decides whether the release goes live.
-    name=$1
-    cd "$releases/$name"
+    # The on-device self-test (in NAME.partial for a new release); its exit status decides.
+    dir=$1
+    cd "$releases/$dir"
     "$base/venv/bin/python" -m device check --bundle bundle
     ;;
-activate)
-    # Atomic switch: a new symlink renamed over the old one.
+finish)
+    # The check passed: mark NAME.partial good, then give it its final name (one rename).
     name=$1
-    [ -d "$releases/$name" ] || { echo "no release $name" >&2; exit 3; }
+    touch "$releases/$name.partial/$good"
+    rm -rf "$releases/$name"
+    mv "$releases/$name.partial" "$releases/$name"
+    ;;
+activate)
+    # Atomic switch to a good release: a new symlink renamed over the old one.
+    name=$1
+    [ -f "$releases/$name/$good" ] || { echo "error: $name is not a checked release" >&2; exit 3; }
     ln -sfn "releases/$name" "$base/.current.tmp"
     mv -Tf "$base/.current.tmp" "$base/current"
     echo "current -> $name"
     ;;
 discard)
-    # A release that failed its check is kept aside for inspection, never made current.
-    name=$1
-    rm -rf "$releases/$name.failed"
-    mv "$releases/$name" "$releases/$name.failed"
+    # A release (or NAME.partial) that failed its check: kept aside for inspection, unmarked.
+    dir=$1
+    failed="$releases/${dir%.partial}.failed"
+    rm -rf "$failed"
+    mv "$releases/$dir" "$failed"
+    rm -f "$failed/$good"
     ;;
 prune)
-    # Keep the newest KEEP good releases (and always the current one), one failed at most.
+    # Keep the newest KEEP good releases (at least one: never the newest good one) and the
+    # current one; remove releases that were never marked good; keep one failed at most.
     keep=$1
+    [ "$keep" -ge 1 ] 2>/dev/null || keep=1
     now=$(current_name)
-    ls -1 "$releases" | grep -v -e '\.partial$' -e '\.failed$' | sort -r | tail -n +$((keep + 1)) |
+    good_releases | sort -r | tail -n +$((keep + 1)) |
         while read -r old; do [ "$old" = "$now" ] || rm -rf "$releases/$old"; done
+    for dir in "$releases"/*/; do
+        name=$(basename "$dir")
+        case $name in *.partial|*.failed) continue ;; esac
+        [ -f "$dir$good" ] || [ "$name" = "$now" ] || rm -rf "$releases/$name"
+    done
     ls -1 "$releases" | grep '\.failed$' | sort -r | tail -n +2 |
         while read -r old; do rm -rf "$releases/$old"; done
     ;;
 previous)
     # The newest good release older than the current one (what rollback switches to).
     now=$(current_name)
-    ls -1 "$releases" | grep -v -e '\.partial$' -e '\.failed$' | sort |
-        awk -v now="$now" '$0 == now { print prev; exit } { prev = $0 }'
+    good_releases | awk -v now="$now" '$0 < now { prev = $0 } END { if (prev != "") print prev }'
     ;;
 service)
     # A systemd user unit running the runner headless at boot, restarted on failure, logging

@@ -16,11 +16,9 @@ from pathlib import Path
 from device.errors import UserError
 
 BUNDLE_FORMAT = 2
-#: Formats this runner reads: 2 adds ``pipeline``, per-model ``verdict`` and ``extra_files``
-#: (docs/contracts.md); a format 1 bundle is an image pipeline with no extra files.
+#: Formats this runner reads: 1 (PR-era classic bundles) and 2 (adds pipeline, verdicts, extra
+#: files; docs/contracts.md). A format-1 bundle is an ``image`` pipeline with no verdicts.
 READABLE_FORMATS = (1, 2)
-#: Float precisions, best first: what a stage falls back to when it lacks the requested key.
-FLOAT_PRECISIONS = ("fp32", "fp16")
 #: Default model choice, best first: full-int8 TFLite is the fastest on a Pi's CPU.
 PREFERENCE = ("tflite-int8", "onnx-int8", "tflite-dynamic", "tflite-fp16", "tflite-fp32",
               "onnx-fp32", "onnx-dynamic")
@@ -63,18 +61,47 @@ class Bundle:
     def model_path(self, key: str) -> Path:
         return self.root / self.models[key]["file"]
 
-    def choose(self, requested: str | None = None) -> str:
-        """``requested`` if the bundle has it, else the best available by :data:`PREFERENCE`."""
+    def choose(self, requested: str | None = None, allow_failing: bool = False) -> str:
+        """``requested`` if the bundle has it, else the best passing model by :data:`PREFERENCE`.
+
+        A model whose export verdict failed (quantisation broke it beyond the thresholds) is
+        never the default, and an explicit ``--model`` of one is refused unless
+        ``allow_failing`` (diagnosis): a failing model must not answer a user unnoticed.
+        """
         available = self.models
         if requested:
             if requested not in available:
                 raise UserError(f"--model {requested} is not in bundle {self.root}: it has "
                                 f"{', '.join(available)}")
+            if verdict_state(available[requested]) == "failed" and not allow_failing:
+                raise UserError(f"--model {requested} failed its export checks "
+                                f"({verdict_summary(available[requested])}): pick another "
+                                "model (`python -m device check` lists them) or re-export")
             return requested
         for key in PREFERENCE:
-            if key in available:
+            if key in available and verdict_state(available[key]) != "failed":
                 return key
+        if available:
+            raise UserError(f"every model in bundle {self.root} failed its export checks: "
+                            "re-export it (see its report.md)")
         raise UserError(f"bundle {self.root} lists no model: re-export it")
+
+    def stage_model(self, stage: str, key: str) -> tuple[Path, str]:
+        """(file, variant key) of a pipeline stage's model for the ``--model`` choice ``key``.
+
+        A stage takes the same key where it has it (``tflite-int8``), else the same format's
+        float variant (fp32, then fp16): each stage runs at the chosen precision where it has
+        that precision, and in float where it does not.
+        """
+        variants = ((self.metadata.get("pipeline") or {}).get("stages") or {}).get(stage)
+        if not variants:
+            raise UserError(f"bundle {self.root} has no {stage!r} stage model: re-export it")
+        model_format = key.split("-")[0]
+        for candidate in (key, f"{model_format}-fp32", f"{model_format}-fp16"):
+            if candidate in variants:
+                return self.root / variants[candidate], candidate
+        raise UserError(f"bundle {self.root} has no {model_format} variant of its {stage!r} "
+                        f"stage (it has {', '.join(variants)}): pick another --model")
 
     def verify(self, keys: list[str] | None = None) -> None:
         """Check size and SHA-256 of the listed models (all by default) against the metadata,
@@ -100,20 +127,9 @@ class Bundle:
         return list(self.metadata.get("extra_files", []))
 
     def stage_variant(self, stage: str, key: str) -> tuple[str, Path]:
-        """The variant of pipeline ``stage`` that runs with ``--model key``: the same key if the
-        stage has it, else the same format's float variant (fp32, then fp16)."""
-        stages = self.pipeline.get("stages", {})
-        if stage not in stages:
-            raise UserError(f"bundle {self.root} has no pipeline stage {stage!r} (it has "
-                            f"{', '.join(stages) or 'none'}): re-export it")
-        variants = stages[stage]
-        model_format = key.split("-", 1)[0]
-        candidates = [key] + [f"{model_format}-{precision}" for precision in FLOAT_PRECISIONS]
-        for candidate in candidates:
-            if candidate in variants:
-                return candidate, self.root / variants[candidate]
-        raise UserError(f"bundle {self.root}: stage {stage!r} has no {model_format} variant for "
-                        f"--model {key} (it has {', '.join(variants)}): pick another --model")
+        """(variant key, file) of ``stage`` for ``--model key``: :meth:`stage_model`'s rule."""
+        path, variant = self.stage_model(stage, key)
+        return variant, path
 
     def stage_paths(self, key: str) -> dict[str, tuple[str, Path]]:
         """Every stage's (variant key, file) for ``--model key``, in pipeline order."""
@@ -151,6 +167,62 @@ def verify_file(root: Path, entry: dict) -> None:
                         "changed, re-copy or re-export the bundle")
 
 
+def verdict_state(entry: dict) -> str:
+    """``passed``, ``failed`` or ``unknown`` (a bundle exported before verdicts existed, or a
+    float model the thresholds do not apply to and the export left without one)."""
+    verdict = entry.get("verdict")
+    if not isinstance(verdict, dict) or not isinstance(verdict.get("ok"), bool):
+        return "unknown"
+    return "passed" if verdict["ok"] else "failed"
+
+
+def verdict_summary(entry: dict) -> str:
+    """The verdict's violations in one line (what the export measured)."""
+    verdict = entry.get("verdict") or {}
+    violations = verdict.get("violations") or []
+    return "; ".join(str(v) for v in violations) or "outside the export thresholds"
+
+
+#: metadata.json fields the device reads, with the type each must have.
+REQUIRED_FIELDS = {"task": str, "labels": list, "preprocessing": dict, "models": list}
+PREPROCESSING_FIELDS = {"size": list, "colour": str, "channels": int, "scale": (int, float),
+                        "offset": (int, float)}
+MODEL_FIELDS = {"file": str, "format": str, "precision": str, "bytes": int, "sha256": str}
+
+
+def validate_metadata(metadata: dict, meta_path: Path) -> None:
+    """Refuse, in one line, metadata with a missing field or one of the wrong type: the runner
+    would otherwise fail later with a KeyError or TypeError traceback."""
+    def need(container: dict, fields: dict, where: str) -> None:
+        for name, kind in fields.items():
+            if name not in container:
+                raise UserError(f"{meta_path} lacks {where}{name!r}: re-export the bundle")
+            value = container[name]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                raise UserError(f"{meta_path}: {where}{name!r} has the wrong type "
+                                f"({type(value).__name__}): re-export the bundle")
+
+    need(metadata, REQUIRED_FIELDS, "")
+    labels = metadata["labels"]
+    if not labels or not all(isinstance(label, str) for label in labels):
+        raise UserError(f"{meta_path}: 'labels' must be a non-empty list of class names: "
+                        "re-export the bundle")
+    pipeline = metadata.get("pipeline", {"kind": "image"})
+    if not isinstance(pipeline, dict) or not isinstance(pipeline.get("kind"), str):
+        raise UserError(f"{meta_path}: 'pipeline' must be an object with a 'kind': re-export "
+                        "the bundle")
+    if pipeline["kind"] == "image":  # the hands pipeline's classifier reads landmarks instead
+        need(metadata["preprocessing"], PREPROCESSING_FIELDS, "preprocessing.")
+        size = metadata["preprocessing"]["size"]
+        if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+            raise UserError(f"{meta_path}: preprocessing.size must be [height, width] in "
+                            "pixels: re-export the bundle")
+    for index, entry in enumerate(metadata["models"]):
+        if not isinstance(entry, dict):
+            raise UserError(f"{meta_path}: models[{index}] is not an object: re-export the bundle")
+        need(entry, MODEL_FIELDS, f"models[{index}].")
+
+
 def open_bundle(root: str | Path, verify: bool = True, keys: list[str] | None = None) -> Bundle:
     """Read and validate ``root/metadata.json``; verify checksums of ``keys`` (all by default)."""
     root = Path(root)
@@ -160,16 +232,14 @@ def open_bundle(root: str | Path, verify: bool = True, keys: list[str] | None = 
                         "pass --bundle pointing at artifacts/<task>/bundle")
     try:
         metadata = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{meta_path} is not valid JSON ({exc}): re-export the bundle") from None
     version = metadata.get("bundle_format") if isinstance(metadata, dict) else None
     if version not in READABLE_FORMATS:
         raise UserError(f"{meta_path} has bundle format {version!r}, this device runner reads "
-                        f"format {' or '.join(map(str, READABLE_FORMATS))}: re-export with the "
+                        f"formats {', '.join(map(str, READABLE_FORMATS))}: re-export with the "
                         "same toolkit version")
-    for field in ("task", "labels", "preprocessing", "models"):
-        if field not in metadata:
-            raise UserError(f"{meta_path} lacks {field!r}: re-export the bundle")
+    validate_metadata(metadata, meta_path)
     bundle = Bundle(root, metadata)
     if verify:
         bundle.verify(keys)

@@ -20,6 +20,7 @@ import numpy as np
 
 from device.errors import UserError
 from device.preprocess import fit_image, to_input
+from device.result import BLANK_FRAME, NO_INK
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,10 @@ def parse_roi(text: str) -> str | float | tuple[int, int, int, int]:
 
 
 def roi_for(frame_shape: tuple[int, ...], setting, multiple_of: int = 1) -> Roi:
-    """The ROI in pixels for a frame of ``frame_shape`` (clipped to the frame).
+    """The ROI in pixels for a frame of ``frame_shape``.
+
+    A pixel ROI must lie inside the frame: one that does not is refused on the first frame
+    (a silently clamped box, possibly 1 px wide, would classify something the user never chose).
 
     A fractional (centred square) ROI is snapped to the nearest multiple of ``multiple_of``
     (the model's input side): shrinking by a whole factor makes OpenCV's area resize a plain
@@ -68,8 +72,11 @@ def roi_for(frame_shape: tuple[int, ...], setting, multiple_of: int = 1) -> Roi:
         return Roi(0, 0, width, height)
     if isinstance(setting, tuple):
         x, y, w, h = setting
-        x, y = min(x, width - 1), min(y, height - 1)
-        return Roi(x, y, min(w, width - x), min(h, height - y))
+        if x + w > width or y + h > height:
+            raise UserError(f"--roi {x},{y},{w},{h} does not fit the {width}x{height} frame the "
+                            f"source gives: keep x+w <= {width} and y+h <= {height}, or use a "
+                            "centre-box fraction such as 0.6")
+        return Roi(x, y, w, h)
     shortest = min(height, width)
     side = max(1, int(round(shortest * float(setting))))
     if multiple_of > 1 and shortest >= multiple_of:
@@ -155,6 +162,14 @@ def centre_by_mass(patch: np.ndarray, size: int = 28) -> np.ndarray:
 WORK_SIZE = 64
 
 
+#: A digit's strokes cover well under half of the box; more "ink" than this means the box shows
+#: no paper (a dark scene, a covered lens), not a digit.
+MAX_INK_FRACTION = 0.5
+#: Paper under any usable light is brighter than this (gray level). Below it the light-
+#: flattening step would divide by ~0 and call every pixel ink.
+MIN_PAPER_LEVEL = 40.0
+
+
 #: MNIST strokes are about 2-3 px wide once the digit fits 20x20; a fine pen gives thinner ones.
 MIN_STROKE_PX = 2.2
 
@@ -186,8 +201,13 @@ def mnistify(roi_bgr: np.ndarray, size: int = 28) -> np.ndarray | None:
     if factor > 1:  # an integer factor takes OpenCV's fast area-averaging path
         h, w = (gray.shape[0] // factor) * factor, (gray.shape[1] // factor) * factor
         gray = cv2.resize(gray[:h, :w], (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    if float(np.median(gray)) < MIN_PAPER_LEVEL:  # no lit paper: a black frame is not ink
+        return None
     inkness = flatten_light(gray)
-    digit = digit_components(ink_mask(inkness))
+    mask = ink_mask(inkness)
+    if mask.mean() > MAX_INK_FRACTION:  # "ink" everywhere: no paper in view, not a digit
+        return None
+    digit = digit_components(mask)
     if not digit.any():
         return None
     ys, xs = np.nonzero(digit)
@@ -207,12 +227,38 @@ def mnistify(roi_bgr: np.ndarray, size: int = 28) -> np.ndarray | None:
 
 # --- all tasks ---------------------------------------------------------------------------------
 
+#: A region whose brightness varies less than this (gray levels, std) shows no subject: a lens
+#: cap, a black first frame, an over-exposed white one, a blank wall. Camera noise alone is
+#: 1-3 levels; any digit, fruit or hand in the box gives tens.
+BLANK_STD = 4.0
+
+
+def blank_reason(region: np.ndarray, mode: str) -> str | None:
+    """``blank_frame`` when ``region`` cannot hold a subject (featureless, or for ink on paper:
+    unlit), else None. Measured on a sparse grid of pixels: it runs on every frame."""
+    step = max(1, max(region.shape[:2]) // 64)
+    sample = region[::step, ::step]
+    gray = sample if sample.ndim == 2 else cv2.cvtColor(np.ascontiguousarray(sample),
+                                                        cv2.COLOR_BGR2GRAY)
+    mean, std = cv2.meanStdDev(gray)
+    if mode == "digit_ink":
+        # Unlit (a black frame, a lens cap) is blank; lit but featureless is paper without ink,
+        # which the digit step itself reports as no_ink.
+        return BLANK_FRAME if float(mean[0, 0]) < MIN_PAPER_LEVEL else None
+    return BLANK_FRAME if float(std[0, 0]) < BLANK_STD else None
+
+
 class FramePreprocessor:
-    """Frame -> (model input batch or None, ROI), following the bundle's preprocessing spec."""
+    """Frame -> (model input batch or None, ROI), following the bundle's preprocessing spec.
+
+    None means no subject; :attr:`reason` then says why (``blank_frame``: black, white or
+    featureless; ``no_ink``: paper without a digit), in the result vocabulary.
+    """
 
     def __init__(self, spec: dict, roi_setting):
         self.spec = spec
         self.roi_setting = roi_setting
+        self.reason: str | None = None
         self.mode = spec.get("camera", "crop")
         if self.mode not in ("crop", "digit_ink"):
             raise UserError(f"bundle preprocessing asks for camera mode {self.mode!r}, which this "
@@ -223,8 +269,12 @@ class FramePreprocessor:
         snap = self.spec["size"][0] if self.mode == "crop" else 1
         roi = roi_for(frame.shape, self.roi_setting, snap)
         region = roi.cut(frame)
+        self.reason = blank_reason(region, self.mode)
+        if self.reason is not None:
+            return None, roi
         if self.mode == "digit_ink":
             patch = mnistify(region, self.spec["size"][0])
+            self.reason = NO_INK if patch is None else None
             if patch is not None and self.spec["channels"] == 3:
                 patch = cv2.cvtColor(patch, cv2.COLOR_GRAY2RGB)
             return patch, roi

@@ -1,88 +1,348 @@
-"""``python -m device check``: the on-device self-test after a deploy.
+"""``python -m device check``: the gate every deploy relies on.
 
-Verifies every checksum, loads every model with the device's runtime, classifies the bundle's
-own sample images and compares the accuracy with what export measured for the same images.
-Exit status 0 only if all of that holds: the deploy uses it to decide whether to switch over.
+It proves the bundle runs the way the runner will run it, model by model:
+
+* every checksum (``open_bundle``), every model loads with the device's runtime;
+* the model's declared input is what the preprocessing produces, and it has one output per
+  label (a shorter label list would crash the runner on its first frame);
+* the bundle's own samples classify as well as export measured (another CPU or runtime may
+  round a borderline image differently; a broken model misses by far more);
+* a quantised model agrees with the bundle's float model on those samples: a model compared
+  only with its own export-time score matches itself however bad it is;
+* the export's verdict (``models[i].verdict``) is reported: a failing model is never the
+  runner's default (``Bundle.choose``), and ``deploy`` refuses a bundle whose default fails;
+* full camera-like frames, and a black and a blank frame, go through the runner's own frame
+  code: any exception there fails the check.
+
+Exit status 0 only if all of that holds. On failure the last line on stderr is one ``error:``
+line naming the model and the reason: ``deploy`` shows exactly that line.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from device.backends import load_classifier
-from device.bundle import open_bundle, sha256_of
+from device.bundle import PREFERENCE, open_bundle, sha256_of, verdict_state, verdict_summary
 from device.errors import UserError
 from device.preprocess import to_input
 
-#: Allowed gap between on-device and export-time sample accuracy (another CPU or runtime
-#: version may round a borderline image differently; a broken model misses by far more).
+#: Allowed gap between on-device and export-time sample accuracy.
 TOLERANCE = 0.05
+#: A quantised model may differ from the float model on at most this many of the samples the
+#: float model is decisive about (its top two classes at least NEAR_TIE apart), or this fraction
+#: of them, whichever is more. Export's own thresholds (export/thresholds.toml) use the same
+#: 3-image floor; a model calibrated wrongly flips tens of decisive samples.
+MAX_DECISIVE_FLIPS = 3
+MAX_DECISIVE_FLIP_FRACTION = 0.02
+NEAR_TIE = 0.05
+#: Camera-like frames pushed through the runner's frame code per model.
+FRAMES = 12
+FLOAT_KEYS = ("tflite-fp32", "onnx-fp32")
 
 
 def load_samples(bundle) -> tuple[np.ndarray, np.ndarray]:
     info = bundle.metadata.get("samples")
-    if not info:
+    if not isinstance(info, dict) or "file" not in info:
         raise UserError(f"bundle {bundle.root} has no sample set: re-export it")
     path = bundle.root / info["file"]
-    if not path.is_file() or sha256_of(path) != info["sha256"]:
+    if not path.is_file() or sha256_of(path) != info.get("sha256"):
         raise UserError(f"sample set {path} is missing or its checksum does not match: re-copy "
                         "or re-export the bundle")
-    with np.load(path) as archive:
-        return to_input(archive["x"], bundle.preprocessing), archive["y"]
+    try:
+        with np.load(path) as archive:
+            pixels, labels = archive["x"], archive["y"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"sample set {path} cannot be read ({exc}): re-export the bundle") \
+            from None
+    return to_input(pixels, bundle.preprocessing), labels
+
+
+def is_image_pipeline(bundle) -> bool:
+    return (bundle.metadata.get("pipeline") or {}).get("kind", "image") == "image"
+
+
+def expected_input(bundle) -> list[int]:
+    """The per-example input shape the runner feeds: (H, W, C) from the preprocessing for image
+    tasks, else metadata ``input.shape`` without its batch dimension."""
+    if is_image_pipeline(bundle):
+        spec = bundle.preprocessing
+        return [int(spec["size"][0]), int(spec["size"][1]), int(spec["channels"])]
+    return [int(v) for v in bundle.metadata["input"]["shape"][1:]]
+
+
+def declared_input(classifier) -> list | None:
+    """The model's own input shape without the batch dimension (None entries: dynamic)."""
+    if hasattr(classifier, "interpreter"):
+        shape = classifier.interpreter.get_input_details()[0]["shape"]
+    elif hasattr(classifier, "session"):
+        shape = classifier.session.get_inputs()[0].shape
+    else:
+        return None
+    return [int(v) if isinstance(v, (int, np.integer)) and v > 0 else None for v in shape[1:]]
+
+
+def io_problem(bundle, classifier, probs: np.ndarray) -> str | None:
+    """Why the runner could not use this model with this bundle's labels and preprocessing."""
+    wanted = expected_input(bundle)
+    declared = declared_input(classifier)
+    if declared is not None and (len(declared) != len(wanted) or any(
+            d is not None and d != w for d, w in zip(declared, wanted))):
+        shown = "x".join("?" if d is None else str(d) for d in declared)
+        source = ("preprocessing size/channels" if is_image_pipeline(bundle)
+                  else "metadata input.shape")
+        return (f"model input is {shown} but the bundle's {source} give "
+                f"{'x'.join(map(str, wanted))}: re-export the bundle")
+    if probs.ndim != 2 or probs.shape[1] != len(bundle.labels):
+        outputs = probs.shape[1] if probs.ndim == 2 else probs.shape
+        return (f"model has {outputs} outputs but the bundle lists {len(bundle.labels)} labels: "
+                "re-export the bundle")
+    if not np.all(np.isfinite(probs)):
+        return "model outputs NaN or infinity on the sample images: re-export the bundle"
+    return None
+
+
+def float_reference(bundle, x: np.ndarray, threads: int) -> tuple[str, np.ndarray] | None:
+    """(key, probabilities) of the bundle's float model on the samples, or None if it has none."""
+    models = bundle.models
+    for key in FLOAT_KEYS:
+        if key in models:
+            try:
+                classifier = load_classifier(bundle.model_path(key), models[key]["format"],
+                                             threads)
+                probs = classifier.predict(x)
+            except Exception:  # noqa: BLE001 - its own row reports the failure
+                return None
+            if probs.ndim == 2 and probs.shape[1] == len(bundle.labels):
+                return key, probs
+    return None
+
+
+def float_comparison(probs: np.ndarray, reference: np.ndarray, y: np.ndarray) -> dict:
+    """Agreement of a quantised model with the float one on the samples, decisive ones apart."""
+    ranked = np.sort(reference, axis=1)
+    decisive = (ranked[:, -1] - ranked[:, -2]) >= NEAR_TIE
+    flips = probs.argmax(1) != reference.argmax(1)
+    return {"agreement": float(np.mean(~flips)), "decisive_flips": int(np.sum(flips & decisive)),
+            "decisive": int(np.sum(decisive)),
+            "float_accuracy": float(np.mean(reference.argmax(1) == y))}
+
+
+def float_problem(comparison: dict, accuracy: float, float_key: str) -> str | None:
+    allowed = max(MAX_DECISIVE_FLIPS,
+                  int(MAX_DECISIVE_FLIP_FRACTION * comparison["decisive"]))
+    if comparison["decisive_flips"] > allowed:
+        return (f"disagrees with {float_key} on {comparison['decisive_flips']} of "
+                f"{comparison['decisive']} samples the float model is sure of (at most {allowed} "
+                "allowed): quantisation broke it, re-export")
+    if accuracy < comparison["float_accuracy"] - TOLERANCE:
+        return (f"sample accuracy {accuracy:.3f} is below {float_key}'s "
+                f"{comparison['float_accuracy']:.3f}: quantisation broke it, re-export")
+    return None
+
+
+def sample_frames(bundle, count: int = FRAMES) -> list[np.ndarray]:
+    """Camera-like 640x480 frames of the bundle's own samples, plus a black and a white one."""
+    from device.footage import FRAME, digit_on_paper, photo_in_scene
+
+    with np.load(bundle.root / bundle.metadata["samples"]["file"]) as archive:
+        images = archive["x"]
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(min(count, len(images))):
+        image = images[(i * 7919) % len(images)]
+        if bundle.preprocessing.get("camera") == "digit_ink":
+            frames.append(digit_on_paper(image[:, :, 0], rng))
+        else:
+            bgr = image[:, :, ::-1] if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+            frames.append(photo_in_scene(np.ascontiguousarray(bgr), rng,
+                                         model_side=bundle.preprocessing["size"][0]))
+    frames.append(np.zeros((*FRAME, 3), np.uint8))
+    frames.append(np.full((*FRAME, 3), 255, np.uint8))
+    return frames
+
+
+def frame_problem(bundle_dir: Path, key: str, threads: int, frames: list[np.ndarray]
+                  ) -> str | None:
+    """Run ``frames`` through the runner's own frame code with model ``key``; any exception, or
+    a label outside the bundle's vocabulary, is a problem. Blank frames must say nothing."""
+    from device.result import NOTHING, UNSURE
+
+    try:
+        classify = frame_classifier(bundle_dir, key, threads)
+        vocabulary = set(classify.labels) | {NOTHING, UNSURE}
+        for index, frame in enumerate(frames):
+            label = classify(frame)
+            if label not in vocabulary:
+                return f"frame {index} gave label {label!r}, which is not in the bundle"
+        for name, frame in (("black", frames[-2]), ("white", frames[-1])):
+            label = classify(frame)
+            if label != NOTHING:
+                return f"a {name} frame was classified as {label!r} instead of nothing"
+    except UserError as exc:
+        return f"frames: {exc}"
+    except Exception as exc:  # noqa: BLE001 - what would crash the runner fails the check
+        return f"frames crash the runner: {type(exc).__name__}: {exc}"
+    return None
+
+
+def frame_classifier(bundle_dir: Path, key: str, threads: int):
+    """frame -> label through the runner's own frame path (:class:`FramePipeline`)."""
+    from device.pipeline import FramePipeline
+
+    pipeline = FramePipeline(bundle_dir, model=key, threads=threads, roi="auto")
+
+    def classify(frame: np.ndarray) -> str:
+        return pipeline(frame).label
+
+    classify.labels = pipeline.labels
+    return classify
+
+
+def model_row(bundle, key: str, x: np.ndarray, y: np.ndarray, reference, threads: int,
+              runs: int, frames: list[np.ndarray]) -> dict:
+    """One model's checks, in the order a runner would hit them; the first problem is its status."""
+    entry = bundle.models[key]
+    row = {"model": key, "backend": "", "status": "ok", "verdict": verdict_state(entry)}
+    if row["verdict"] == "failed":
+        row["verdict_detail"] = verdict_summary(entry)
+    classifier = load_classifier(bundle.model_path(key), entry["format"], threads)
+    row["backend"] = classifier.backend
+    probs = classifier.predict(x)
+    problem = io_problem(bundle, classifier, probs)
+    if problem:
+        row["status"] = f"FAIL: {problem}"
+        return row
+    accuracy = float(np.mean(probs.argmax(1) == y))
+    expected = entry.get("sample_accuracy")
+    row.update(accuracy=accuracy, expected=expected)
+    if isinstance(expected, (int, float)) and accuracy < expected - TOLERANCE:
+        row["status"] = f"FAIL: sample accuracy {accuracy:.3f} < export's {expected:.3f}"
+        return row
+    if reference is not None and key != reference[0] and entry.get("precision") != "fp32":
+        comparison = float_comparison(probs, reference[1], y)
+        row["float_agreement"] = comparison["agreement"]
+        problem = float_problem(comparison, accuracy, reference[0])
+        if problem:
+            row["status"] = f"FAIL: {problem}"
+            return row
+    # A model whose verdict failed is never run on frames (the pipeline refuses it): skipped.
+    problem = frame_problem(bundle.root, key, threads, frames) \
+        if row["verdict"] != "failed" else None
+    if problem:
+        row["status"] = f"FAIL: {problem}"
+        return row
+    times = []
+    for i in range(runs):
+        started = time.perf_counter()
+        classifier.predict(x[i % len(x)][None])
+        times.append((time.perf_counter() - started) * 1000)
+    row["median_ms"] = float(np.median(times))
+    return row
+
+
+def extra_rows(bundle, threads: int) -> list[dict]:
+    """The pipeline's other models (hand palm/landmark stages): each must at least load."""
+    stages = (bundle.metadata.get("pipeline") or {}).get("stages") or {}
+    rows = []
+    for stage, variants in stages.items():
+        for variant, relative in (variants or {}).items():
+            path = bundle.root / relative
+            row = {"model": f"{stage}:{variant}", "backend": "", "status": "ok",
+                   "verdict": "unknown"}
+            try:
+                model_format = "onnx" if path.suffix == ".onnx" else "tflite"
+                classifier = load_classifier(path, model_format, threads)
+                row["backend"] = classifier.backend
+            except UserError as exc:
+                row["status"] = f"FAIL: {exc}"
+            except Exception as exc:  # noqa: BLE001
+                row["status"] = f"FAIL: {type(exc).__name__}: {exc}"
+            rows.append(row)
+    return rows
 
 
 def check(bundle_dir: Path, threads: int = 1, runs: int = 20) -> tuple[list[dict], bool]:
-    """One row per model: loads, sample accuracy vs export, latency. Returns (rows, all_ok)."""
-    bundle = open_bundle(bundle_dir)  # raises on any checksum mismatch
+    """One row per model (the pipeline's stage models too). Returns (rows, all_ok).
+
+    A failing export verdict is reported in the row but does not fail the check by itself: the
+    runner never picks such a model by default, and ``deploy`` decides about the default one.
+    """
+    bundle = open_bundle(bundle_dir)  # raises on any checksum mismatch or malformed metadata
     x, y = load_samples(bundle)
-    rows, all_ok = [], True
-    for key, entry in bundle.models.items():
-        row = {"model": key, "backend": "", "status": "ok"}
+    frames = sample_frames(bundle) if is_image_pipeline(bundle) else []
+    reference = float_reference(bundle, x, threads)
+    rows = []
+    for key in ordered_keys(bundle):
         try:
-            classifier = load_classifier(bundle.model_path(key), entry["format"], threads)
-            row["backend"] = classifier.backend
-            accuracy = float(np.mean(classifier.predict(x).argmax(1) == y))
-            times = []
-            for i in range(runs):
-                started = time.perf_counter()
-                classifier.predict(x[i % len(x)][None])
-                times.append((time.perf_counter() - started) * 1000)
-            row.update(accuracy=accuracy, expected=entry.get("sample_accuracy"),
-                       median_ms=float(np.median(times)))
-            expected = entry.get("sample_accuracy")
-            if expected is not None and accuracy < expected - TOLERANCE:
-                row["status"] = f"FAIL: accuracy {accuracy:.3f} < export's {expected:.3f}"
+            row = model_row(bundle, key, x, y, reference, threads, runs, frames)
         except UserError as exc:
-            row["status"] = f"FAIL: {exc}"
-        except Exception as exc:  # noqa: BLE001 - a model that crashes the runtime fails the check
-            row["status"] = f"FAIL: {type(exc).__name__}: {exc}"
-        all_ok &= row["status"] == "ok"
+            row = {"model": key, "backend": "", "status": f"FAIL: {exc}",
+                   "verdict": verdict_state(bundle.models[key])}
+        except Exception as exc:  # noqa: BLE001 - a model that crashes the runtime fails
+            row = {"model": key, "backend": "", "status": f"FAIL: {type(exc).__name__}: {exc}",
+                   "verdict": verdict_state(bundle.models[key])}
         rows.append(row)
-    return rows, all_ok
+    rows += extra_rows(bundle, threads)
+    return rows, all(row["status"] == "ok" for row in rows)
+
+
+def ordered_keys(bundle) -> list[str]:
+    """The bundle's models, the runner's preference order first."""
+    keys = list(bundle.models)
+    return sorted(keys, key=lambda k: PREFERENCE.index(k) if k in PREFERENCE else len(PREFERENCE))
+
+
+def default_model(bundle) -> str | None:
+    """The model the bundle is meant to run: the first of :data:`PREFERENCE` it has, whatever
+    its verdict (``Bundle.choose`` then skips it if it failed, which deploy refuses)."""
+    keys = ordered_keys(bundle)
+    return keys[0] if keys else None
 
 
 def format_table(rows: list[dict], task: str, samples: int) -> str:
     lines = [f"device check: {task}, {samples} sample images",
-             f"{'model':<16}{'backend':<16}{'accuracy':>9}{'export':>9}{'median ms':>11}  status"]
+             f"{'model':<22}{'backend':<16}{'accuracy':>9}{'export':>9}{'vs fp32':>9}"
+             f"{'median ms':>11}  {'verdict':<9}status"]
     for row in rows:
         accuracy = f"{row['accuracy']:.3f}" if "accuracy" in row else "-"
-        expected = f"{row['expected']:.3f}" if row.get("expected") is not None else "-"
+        expected = f"{row['expected']:.3f}" if isinstance(row.get("expected"), float) else "-"
+        agreement = f"{row['float_agreement']:.3f}" if "float_agreement" in row else "-"
         latency = f"{row['median_ms']:.3f}" if "median_ms" in row else "-"
-        lines.append(f"{row['model']:<16}{row['backend']:<16}{accuracy:>9}{expected:>9}"
-                     f"{latency:>11}  {row['status']}")
+        lines.append(f"{row['model']:<22}{row['backend']:<16}{accuracy:>9}{expected:>9}"
+                     f"{agreement:>9}{latency:>11}  {row.get('verdict', '-'):<9}{row['status']}")
     return "\n".join(lines)
+
+
+def verdict_warnings(bundle, rows: list[dict]) -> list[str]:
+    lines = []
+    for row in rows:
+        if row.get("verdict") == "failed":
+            lines.append(f"warning: {row['model']} failed its export checks "
+                         f"({row['verdict_detail']}): the runner never picks it by default")
+    return lines
 
 
 def main(bundle_dir: Path, threads: int, as_json: bool) -> int:
     rows, ok = check(bundle_dir, threads)
     bundle = open_bundle(bundle_dir, verify=False)
+    failed = [row for row in rows if row["status"] != "ok"]
     if as_json:
-        print(json.dumps({"ok": ok, "task": bundle.task, "models": rows}))
+        print(json.dumps({"ok": ok, "task": bundle.task, "default": default_model(bundle),
+                          "models": rows}))
     else:
-        print(format_table(rows, bundle.task, bundle.metadata["samples"]["count"]))
-        print("check: ok" if ok else "check: FAILED")
+        samples = (bundle.metadata.get("samples") or {}).get("count", "?")
+        print(format_table(rows, bundle.task, samples))
+        for line in verdict_warnings(bundle, rows):
+            print(line, file=sys.stderr)
+        print("check: ok" if ok else "check: FAILED", flush=True)
+    if failed:
+        first = failed[0]
+        print(f"error: check failed: {first['model']}: {first['status'][len('FAIL: '):]}",
+              file=sys.stderr, flush=True)
     return 0 if ok else 1

@@ -6,6 +6,7 @@ Examples::
     python -m device run --bundle B --source clip.mp4 --headless              # JSON lines
     python -m device run --bundle B --source photos/ --headless --model onnx-int8
     python -m device run --bundle B --source picamera --save out.mp4          # Pi camera
+    python -m device serve --bundle B --source 0 --port 8080    # live view: http://127.0.0.1:8080/
     python -m device check --bundle B       # self-test: checksums, every model, sample accuracy
     python -m device bench --bundle B       # latency per format and threads, end-to-end FPS
 
@@ -16,17 +17,134 @@ never TensorFlow.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from device.errors import UserError
 
+#: More inference threads than this only make the threads fight over the cores (onnxruntime
+#: with 1000 threads stalls the whole machine).
+MAX_THREADS_PER_CORE = 4
+
 
 def positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def thread_count(text: str) -> int:
+    """``--threads``: at least 1, capped at 4x the cores with a warning."""
+    value = positive_int(text)
+    limit = MAX_THREADS_PER_CORE * (os.cpu_count() or 1)
+    if value > limit:
+        print(f"warning: --threads {value} is more than {MAX_THREADS_PER_CORE}x the "
+              f"{os.cpu_count() or 1} cores: using {limit}", file=sys.stderr)
+        return limit
+    return value
+
+
+def fraction(low: float, high: float, low_open: bool = False):
+    """argparse type: a number in [low, high] (or (low, high] with ``low_open``)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        below = value <= low if low_open else value < low
+        if below or value > high or value != value:
+            bracket = "(" if low_open else "["
+            raise argparse.ArgumentTypeError(f"{text} is outside {bracket}{low:g}, {high:g}]")
+        return value
+    return parse
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number")
+    return value
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, serving: bool = False) -> None:
+    """The options ``run`` and ``serve`` share: one definition, so they never drift apart."""
+    parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (metadata.json)")
+    parser.add_argument("--source", default="0",
+                        help="camera index (0), 'picamera', a video file or an image folder")
+    parser.add_argument("--model", help="e.g. tflite-int8, onnx-int8, tflite-fp32 "
+                                        "(default: the bundle's best int8 model)")
+    parser.add_argument("--threads", type=thread_count, default=2,
+                        help="inference threads, fixed when the interpreter is built (default 2)")
+    parser.add_argument("--roi", default="auto",
+                        help="region to classify: a centre-box fraction (0.6), 'full', or x,y,w,h "
+                             "pixels (default: 0.6 for cameras/videos, full for image folders); "
+                             "a fraction snaps to a whole multiple of the model's input side")
+    parser.add_argument("--headless", action="store_true",
+                        help="also print one JSON line per frame on stdout" if serving else
+                        "no window: one JSON line per frame on stdout")
+    parser.add_argument("--save", type=Path, help="record the annotated stream (.mp4 or .avi)")
+    smoothing = parser.add_mutually_exclusive_group()
+    smoothing.add_argument("--smooth", dest="smoothing", action="store_true", default=None,
+                           help="average probabilities over recent frames (default for "
+                                "cameras and videos)")
+    smoothing.add_argument("--no-smooth", dest="smoothing", action="store_false",
+                           help="classify every frame on its own (default for image folders)")
+    parser.add_argument("--alpha", type=fraction(0.0, 1.0, low_open=True), default=0.4,
+                        help="weight of the newest frame in the smoothing, in (0, 1] "
+                             "(default 0.4)")
+    parser.add_argument("--threshold", type=fraction(0.0, 1.0), default=0.6,
+                        help="below this confidence the label is 'unsure', in [0, 1] "
+                             "(default 0.6)")
+    parser.add_argument("--max-frames", type=positive_int, help="stop after N frames")
+    parser.add_argument("--width", type=positive_int, help="camera frame width to request")
+    parser.add_argument("--height", type=positive_int, help="camera frame height to request")
+    parser.add_argument("--fps", type=positive_float, help="camera frame rate to request")
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default 127.0.0.1, this machine only; "
+                             "0.0.0.0 to open the page from another computer)")
+    parser.add_argument("--port", type=int, default=8080, help="default 8080 (0: any free port)")
+    parser.add_argument("--token", help="require ?token=TOKEN on every request (8+ characters)")
+    parser.add_argument("--stream-fps", type=float, default=15.0,
+                        help="most frames per second streamed to viewers (default 15)")
+    parser.add_argument("--jpeg-quality", type=int, default=70, help="default 70")
+    parser.add_argument("--max-width", type=positive_int, default=960,
+                        help="stream frames wider than this are scaled down (default 960)")
+    parser.add_argument("--max-viewers", type=positive_int, default=8,
+                        help="open streams at once (default 8)")
+    parser.add_argument("--loop", action="store_true", help="replay a video file when it ends")
+    parser.add_argument("--fast", action="store_true",
+                        help="classify a video file as fast as possible (default: at its own "
+                             "frame rate, as a camera would deliver it)")
+
+
+def run_options(args: argparse.Namespace):
+    from device.runner import RunOptions
+
+    return RunOptions(bundle=args.bundle, source=args.source, model=args.model,
+                      threads=args.threads, roi=args.roi, headless=args.headless,
+                      save=args.save, smoothing=args.smoothing, alpha=args.alpha,
+                      threshold=args.threshold, max_frames=args.max_frames,
+                      width=args.width, height=args.height, fps=args.fps)
+
+
+def serve_options(args: argparse.Namespace):
+    from device.serve.app import ServeOptions
+
+    return ServeOptions(host=args.host, port=args.port, token=args.token,
+                        stream_fps=args.stream_fps, jpeg_quality=args.jpeg_quality,
+                        max_width=args.max_width, max_viewers=args.max_viewers, loop=args.loop,
+                        fast=args.fast, json_lines=args.headless)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,44 +153,24 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="classify a camera, video or image folder in real time")
-    run.add_argument("--bundle", required=True, type=Path, help="bundle folder (metadata.json)")
-    run.add_argument("--source", default="0",
-                     help="camera index (0), 'picamera', a video file or an image folder")
-    run.add_argument("--model", help="e.g. tflite-int8, onnx-int8, tflite-fp32 "
-                                     "(default: the bundle's best int8 model)")
-    run.add_argument("--threads", type=positive_int, default=2,
-                     help="inference threads, fixed when the interpreter is built (default 2)")
-    run.add_argument("--roi", default="auto",
-                     help="region to classify: a centre-box fraction (0.6), 'full', or x,y,w,h "
-                          "pixels (default: 0.6 for cameras/videos, full for image folders); "
-                          "a fraction snaps to a whole multiple of the model's input side")
-    run.add_argument("--headless", action="store_true",
-                     help="no window: one JSON line per frame on stdout")
-    run.add_argument("--save", type=Path, help="record the annotated stream (.mp4 or .avi)")
-    smoothing = run.add_mutually_exclusive_group()
-    smoothing.add_argument("--smooth", dest="smoothing", action="store_true", default=None,
-                           help="average probabilities over recent frames (default for "
-                                "cameras and videos)")
-    smoothing.add_argument("--no-smooth", dest="smoothing", action="store_false",
-                           help="classify every frame on its own (default for image folders)")
-    run.add_argument("--alpha", type=float, default=0.4,
-                     help="weight of the newest frame in the smoothing (default 0.4)")
-    run.add_argument("--threshold", type=float, default=0.6,
-                     help="below this confidence the label is 'unsure' (default 0.6)")
-    run.add_argument("--max-frames", type=positive_int, help="stop after N frames")
-    run.add_argument("--width", type=positive_int, help="camera frame width to request")
-    run.add_argument("--height", type=positive_int, help="camera frame height to request")
-    run.add_argument("--fps", type=float, help="camera frame rate to request")
+    add_run_arguments(run)
+
+    serve = commands.add_parser(
+        "serve", help="run, and show it live in a browser: page, MJPEG stream, JSON and events",
+        description="Everything `run` does, plus a read-only web server: / (the page), "
+                    "/stream.mjpg, /api/result (JSON), /api/events (Server-Sent Events).")
+    add_run_arguments(serve, serving=True)
+    add_serve_arguments(serve)
 
     check = commands.add_parser("check", help="self-test a bundle: checksums, every model, "
                                               "sample accuracy and latency")
     check.add_argument("--bundle", required=True, type=Path)
-    check.add_argument("--threads", type=positive_int, default=1)
+    check.add_argument("--threads", type=thread_count, default=1)
     check.add_argument("--json", action="store_true", help="print the result as JSON")
 
     bench = commands.add_parser("bench", help="latency per format and threads, end-to-end FPS")
     bench.add_argument("--bundle", required=True, type=Path)
-    bench.add_argument("--threads", type=positive_int, default=2,
+    bench.add_argument("--threads", type=thread_count, default=2,
                        help="measure 1..N threads (default 2)")
     bench.add_argument("--runs", type=positive_int, default=200)
     bench.add_argument("--video", type=Path,
@@ -82,25 +180,66 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def bench_models(text: str | None, bundle_dir: Path) -> list[str] | None:
+    """``--models a,b``: each must be in the bundle (named in the error, with what it has)."""
+    if not text:
+        return None
+    from device.bundle import open_bundle
+
+    wanted = [m.strip() for m in text.split(",") if m.strip()]
+    available = open_bundle(bundle_dir, verify=False).models
+    unknown = [m for m in wanted if m not in available]
+    if unknown or not wanted:
+        raise UserError(f"--models {text}: {', '.join(unknown) or 'no model named'} not in bundle "
+                        f"{bundle_dir}; it has {', '.join(available)}")
+    return wanted
+
+
+def ended_wrongly(runner) -> int:
+    """A run that ended wrongly (skipped images, a truncated video) says so in one ``error:``
+    line and exits 1 after its last frame."""
+    problem = getattr(runner.source, "problem", None)
+    message = problem() if problem else None
+    if message:
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run(args) -> int:
+    """``run``: the live loop."""
+    from device.runner import Runner
+
+    runner = Runner(run_options(args))
+    runner.run()
+    return ended_wrongly(runner)
+
+
+def serve(args) -> int:
+    """``serve``: the live loop plus the read-only web server."""
+    from device.serve.app import serve as serve_loop
+
+    serve_loop(run_options(args), serve_options(args))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.command == "run":
-            from device.runner import Runner, RunOptions
+    from device.interrupts import terminate_as_interrupt
 
-            options = RunOptions(bundle=args.bundle, source=args.source, model=args.model,
-                                 threads=args.threads, roi=args.roi, headless=args.headless,
-                                 save=args.save, smoothing=args.smoothing, alpha=args.alpha,
-                                 threshold=args.threshold, max_frames=args.max_frames,
-                                 width=args.width, height=args.height, fps=args.fps)
-            Runner(options).run()
-            return 0
-        if args.command == "check":
-            from device.check import main as check_main
-            return check_main(args.bundle, args.threads, args.json)
-        from device.bench import main as bench_main
-        models = [m.strip() for m in args.models.split(",")] if args.models else None
-        return bench_main(args.bundle, args.threads, args.runs, args.video, models, args.json)
+    try:
+        with terminate_as_interrupt():
+            if args.command == "run":
+                return run(args)
+            if args.command == "serve":
+                return serve(args)
+            if args.command == "check":
+                from device.check import main as check_main
+                return check_main(args.bundle, args.threads, args.json)
+            from device.bench import main as bench_main
+            models = bench_models(args.models, args.bundle)
+            return bench_main(args.bundle, args.threads, args.runs, args.video, models,
+                              args.json)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

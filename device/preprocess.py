@@ -15,10 +15,39 @@ import cv2
 import numpy as np
 
 
-def to_colour(image: np.ndarray, colour: str) -> np.ndarray:
-    """Convert an OpenCV image (gray, BGR or BGRA) to ``gray`` (H, W) or ``rgb`` (H, W, 3)."""
+def composite_on_white(image: np.ndarray) -> np.ndarray:
+    """BGRA -> BGR with transparent pixels shown as white paper, the way a viewer shows them.
+
+    Dropping alpha instead exposes whatever colour transparent pixels happen to store, often
+    black: a PNG with its ink in the alpha channel would become an all-black frame.
+    """
+    alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+    colour = image[:, :, :3].astype(np.float32)
+    return np.clip(colour * alpha + 255.0 * (1.0 - alpha) + 0.5, 0, 255).astype(np.uint8)
+
+
+def to_bgr8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (gray, BGR, BGRA; 8 or 16 bit) -> 8-bit BGR, alpha onto white."""
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
     if image.ndim == 3 and image.shape[2] == 1:
         image = image[:, :, 0]
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return composite_on_white(image)
+    return image
+
+
+def to_colour(image: np.ndarray, colour: str) -> np.ndarray:
+    """Convert an OpenCV image (gray, BGR or BGRA) to ``gray`` (H, W) or ``rgb`` (H, W, 3).
+    Transparent pixels become white (:func:`composite_on_white`)."""
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = composite_on_white(image)
     if colour == "gray":
         if image.ndim == 2:
             return image
@@ -54,7 +83,9 @@ def fit_image(image: np.ndarray, spec: dict) -> np.ndarray:
     For colour models the BGR -> RGB swap comes after the resize (a channel permutation
     commutes with per-channel resizing, so the result is identical, on 1/20th of the pixels).
     """
-    late_swap = spec["colour"] == "rgb" and image.ndim == 3 and image.shape[2] in (3, 4)
+    if image.ndim == 3 and image.shape[2] == 4:
+        image = composite_on_white(image)
+    late_swap = spec["colour"] == "rgb" and image.ndim == 3 and image.shape[2] == 3
     picture = image if late_swap else to_colour(image, spec["colour"])
     if spec.get("crop") == "center_square":
         picture = center_square(picture)

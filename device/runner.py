@@ -1,29 +1,28 @@
-"""The live loop: source -> ROI preprocessing -> model -> smoothing -> window / JSON lines / video.
+"""The live loop: source -> frame pipeline -> window / JSON lines / video / a publish hook.
 
-Built once, before the first frame: the bundle is opened (the chosen model's checksum verified),
-the interpreter created with its thread count, the source opened. Per frame only the ROI is
-preprocessed and one inference runs.
+Built once, before the first frame: the frame pipeline (device/pipeline.py: bundle verified,
+models loaded with their thread count) and the source. Per frame the pipeline turns the frame
+into one result record (device/result.py), which every output speaks.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import deque
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TextIO
 
 import cv2
 import numpy as np
 
-from device.backends import load_classifier
-from device.bundle import open_bundle
-from device.camera import FramePreprocessor, parse_roi
 from device.errors import UserError
 from device.overlay import visualize
-from device.smoothing import UNSURE, ExponentialVote, gate
+from device.pipeline import FramePipeline
 from device.sources import open_source
 
 
@@ -54,99 +53,110 @@ def has_gui() -> bool:
     return bool(gui) and "NONE" not in gui[0].upper()
 
 
-def default_roi(source) -> str:
-    """Image folders are usually already-cropped photos: classify the whole image. A camera or a
-    video shows a scene: classify the centre box the user holds the subject in."""
-    return "full" if source.__class__.__name__ == "ImageFolderSource" else "0.6"
+def installed(distribution: str) -> bool:
+    try:
+        metadata.version(distribution)
+        return True
+    except metadata.PackageNotFoundError:
+        return False
+
+
+def window_problem(environ=os.environ, platform: str = sys.platform, gui=has_gui) -> str | None:
+    """Why no window can open here, or None. Checked before the first frame: with no display a
+    GUI OpenCV aborts inside Qt (rc 134, no message), which no Python code can catch."""
+    if not gui():
+        if installed("opencv-python") and installed("opencv-python-headless"):
+            return ("opencv-python and opencv-python-headless are both installed and overwrite "
+                    "each other's cv2 (pip uninstall -y opencv-python-headless opencv-python, "
+                    "then pip install opencv-python, or make setup-window)")
+        return ("this OpenCV (opencv-python-headless) has no window support (make setup-window "
+                "installs one that has)")
+    if platform.startswith("linux") and not (environ.get("DISPLAY")
+                                             or environ.get("WAYLAND_DISPLAY")):
+        return "no display (DISPLAY is not set: a Pi over ssh, a service, a container)"
+    return None
+
+
+def is_still(source: str) -> bool:
+    """Image folders hold unrelated, usually already-cropped photos: each is classified whole and
+    on its own (no smoothing, no tracking). A camera or a video shows a scene over time."""
+    from device.sources.folder import IMAGE_SUFFIXES
+
+    path = Path(str(source)).expanduser()
+    return path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES)
 
 
 class Runner:
-    def __init__(self, options: RunOptions, out: TextIO = sys.stdout):
+    """``publish(frame, annotated, record, fps)``, when given, receives every frame's outcome
+    (``serve`` streams it); ``annotated`` is None unless a window, ``--save`` or the hook asked
+    for drawing (``wants_annotated``). ``out`` None: headless without JSON lines (``serve``)."""
+
+    def __init__(self, options: RunOptions, out: TextIO = sys.stdout, publish=None,
+                 wants_annotated: bool = False):
         self.options = options
         self.out = out
+        self.publish = publish
+        self.wants_annotated = wants_annotated
         if options.threads < 1:
             raise UserError("--threads must be at least 1")
-        if not options.headless and not has_gui():
-            raise UserError("this OpenCV build has no window support: use --headless, or "
-                            "pip install opencv-python (not -headless) for the window")
+        problem = None if options.headless else window_problem()
+        if problem:
+            raise UserError(f"cannot open a window: {problem}; watch in a browser instead with "
+                            "`python -m device serve` (same options), or use --headless for "
+                            "JSON lines")
         # One OpenCV thread: each frame's images are tiny (a 64 px work size for digits), so
         # the thread pool's hand-off costs more than it saves, and the second core is already
         # busy decoding the next frame. Measured on 2 cores: digits 868 -> 1043 fps end to end,
         # hand signs unchanged; the output is bit-identical.
         cv2.setNumThreads(1)
-        probe = open_bundle(options.bundle, verify=False)
-        self.model_key = probe.choose(options.model)
-        self.bundle = open_bundle(options.bundle, keys=[self.model_key])
-        entry = self.bundle.models[self.model_key]
-        self.classifier = load_classifier(self.bundle.model_path(self.model_key), entry["format"],
-                                          options.threads)
-        self.labels = self.bundle.labels
+        still = is_still(options.source)
+        smoothing = options.smoothing if options.smoothing is not None else not still
+        self.pipeline = FramePipeline(options.bundle, options.model, options.threads,
+                                      options.roi, smoothing, options.alpha, options.threshold,
+                                      still)
         self.source = open_source(options.source, options.width, options.height, options.fps)
-        roi = options.roi if options.roi != "auto" else default_roi(self.source)
-        self.preprocess = FramePreprocessor(self.bundle.preprocessing, parse_roi(roi))
-        smoothing = options.smoothing
-        if smoothing is None:
-            smoothing = self.source.__class__.__name__ != "ImageFolderSource"
-        self.vote = ExponentialVote(self.labels, options.alpha, options.threshold) \
-            if smoothing else None
+        self.model_key = self.pipeline.model_key
+        self.labels = self.pipeline.labels
         self.writer = None
 
     def classify(self, frame: np.ndarray) -> dict:
-        """One frame -> its result record (also what ``--headless`` prints)."""
-        started = time.perf_counter()
-        batch, roi = self.preprocess(frame)
-        inference_started = time.perf_counter()
-        probs = self.classifier.predict(batch)[0] if batch is not None else None
-        finished = time.perf_counter()
-        if probs is None:
-            label, score = UNSURE, 0.0
-        else:
-            best = int(np.argmax(probs))
-            label, score = self.labels[best], float(probs[best])
-        record = {"label": gate(label, score, self.options.threshold) if probs is not None
-                  else UNSURE,
-                  "raw_label": label, "score": round(score, 4),
-                  "latency_ms": round((finished - inference_started) * 1000, 3),
-                  "preprocess_ms": round((inference_started - started) * 1000, 3)}
-        if self.vote is not None:
-            smoothed, smoothed_score = self.vote.update(probs)
-            record["smoothed_label"] = smoothed
-            record["smoothed_score"] = round(smoothed_score, 4)
-        record["_roi"] = roi
-        return record
+        """One frame -> its result record (what ``--headless`` prints, less frame/source)."""
+        return self.pipeline(frame).to_json()
 
     def run(self) -> int:
         """Process frames until the source ends, ``max_frames``, or ``q`` in the window."""
         fps_window: deque[float] = deque(maxlen=10)
         frames = 0
         last = time.perf_counter()
+        drawing = bool(self.options.save or not self.options.headless or self.wants_annotated)
         try:
             while self.options.max_frames is None or frames < self.options.max_frames:
                 item = self.source.read()
                 if item is None:
                     break
                 frame, name = item
-                record = self.classify(frame)
-                roi = record.pop("_roi")
+                result = self.pipeline(frame)
                 now = time.perf_counter()
                 fps_window.append(now - last)
                 last = now
                 fps = len(fps_window) / max(sum(fps_window), 1e-9)
-                if self.options.headless:
-                    line = {"frame": frames, "source": name, "model": self.model_key, **record}
-                    self.out.write(json.dumps(line) + "\n")
-                if self.options.save or not self.options.headless:
-                    shown = record.get("smoothed_label", record["label"])
-                    shown_score = record.get("smoothed_score", record["score"])
-                    annotated = visualize(frame, roi, shown, shown_score, fps,
-                                          record["latency_ms"])
+                record = {"frame": frames, "source": name, "model": self.model_key,
+                          **result.to_json()}
+                if self.options.headless and self.out is not None:
+                    self.out.write(json.dumps(record) + "\n")
+                annotated = None
+                if drawing:
+                    shown_fps = getattr(self.source, "fps", 0.0) or fps
+                    annotated = visualize(frame, record, shown_fps, self.pipeline.inset)
                     self._save(annotated)
-                    if not self.options.headless and self._show(annotated):
-                        break
+                if self.publish is not None:
+                    self.publish(frame, annotated, record, fps)
+                if not self.options.headless and self._show(annotated):
+                    break
                 frames += 1
         finally:
             self.close()
-        if self.options.headless:
+        if self.options.headless and self.out is not None:
             self.out.flush()
         return frames
 

@@ -39,7 +39,3 @@ class ExponentialVote:
         score = float(self.state[best])
         return (self.labels[best] if score >= self.threshold else UNSURE), score
 
-
-def gate(label: str, score: float, threshold: float) -> str:
-    """One frame's label, or ``unsure`` below the confidence threshold."""
-    return label if score >= threshold else UNSURE

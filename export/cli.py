@@ -22,6 +22,19 @@ from device.errors import UserError
 from device.tasks import TASKS
 
 
+def at_least(minimum: int):
+    """argparse type: an integer >= ``minimum`` (checked at parse time, before TensorFlow)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
     from export.formats import DEFAULT_FORMATS, FORMATS
 
@@ -51,10 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
                               f"(default: {','.join(DEFAULT_FORMATS)})")
         sub.add_argument("--int8-io", choices=["int8", "uint8"], default="int8",
                          help="input/output type of the full-int8 TFLite model")
-        sub.add_argument("--calibration-count", type=int, default=500,
+        sub.add_argument("--calibration-count", type=at_least(10), default=500,
                          help="calibration images drawn from the training split")
         sub.add_argument("--calibration-seed", type=int, default=0)
-        sub.add_argument("--latency-runs", type=int, default=100,
+        sub.add_argument("--latency-runs", type=at_least(1), default=100,
                          help="single-image runs per format for the latency column")
     return parser
 
@@ -62,19 +75,31 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    from device.interrupts import terminate_as_interrupt
+
     try:
-        if args.command == "diagnose":
-            from export.diagnose import diagnose, print_table
-
-            print_table(diagnose(args.task, args.model_format, Path(args.artifacts), args.bundle,
-                                 args.images, top=args.top))
-            return 0
-        from export.exporter import export
-
-        export(args.command, Path(args.artifacts),
-               [f.strip() for f in args.formats.split(",") if f.strip()], args.data_dir,
-               args.int8_io, args.calibration_count, args.calibration_seed, args.latency_runs)
+        with terminate_as_interrupt():
+            return run_command(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted: export stopped, staging folders removed; the previous bundle is "
+              "left as it was", file=sys.stderr)
+        return 130
+
+
+def run_command(args) -> int:
+    """The chosen subcommand; UserError and interrupts are turned into one line by main."""
+    if args.command == "diagnose":
+        from export.diagnose import diagnose, print_table
+
+        print_table(diagnose(args.task, args.model_format, Path(args.artifacts), args.bundle,
+                             args.images, top=args.top))
+        return 0
+    from export.exporter import export
+
+    export(args.command, Path(args.artifacts),
+           [f.strip() for f in args.formats.split(",") if f.strip()], args.data_dir,
+           args.int8_io, args.calibration_count, args.calibration_seed, args.latency_runs)
     return 0

@@ -175,7 +175,8 @@ def diagnosis_inputs(bundle, images: int, calibration_dir: Path | None) -> np.nd
     try:
         x, _, _ = calibration_data.load(bundle.task, {k: v for k, v in bundle.preprocessing.items()
                                                      if k != "int8_input"}, bundle.labels,
-                                        calibration_dir or calibration_data.HERE)
+                                        calibration_dir or calibration_data.folder_for(
+                                            Path(bundle.root).parent))
     except UserError:
         x, _ = load_samples(bundle)
     rng = np.random.default_rng(0)

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from device.atomic import write_json, write_text
+from device.atomic import owned_temp_dir, sweep_stale, write_json, write_text
 from device.backends import load_classifier
 from device.bundle import BUNDLE_FORMAT, sha256_of
 from device.errors import UserError
@@ -28,23 +27,40 @@ from export.regression import QUANTISED, explain, thresholds, violations
 from export.source import Trained, load_trained, training_data
 
 SAMPLES_PER_CLASS = 20
+#: Staging folders are named ``<prefix><pid>-*``; a later export removes those of dead processes.
+STAGING_PREFIX, WORK_PREFIX = ".bundle-staging-", ".export-work-"
+
+
+def sweep_leftovers(folder: Path) -> None:
+    """Remove staging folders an export killed with SIGKILL (no cleanup possible) left behind."""
+    for prefix in (STAGING_PREFIX, WORK_PREFIX):
+        for path in sweep_stale(folder, prefix):
+            print(f"export: removed {path.name}, left by an export that was killed", flush=True)
 
 
 def calibration_inputs(trained: Trained, data, count: int, seed: int,
                        folder: Path | None = None) -> np.ndarray:
-    """The task's calibration set, (re)built when missing or stale."""
+    """The model's calibration set, (re)built when missing, stale, or drawn from other data.
+
+    It lives beside the model (``artifacts/<task>/calibration/``) and is keyed by the training
+    data's source and content: after the demo (scikit-learn's digits) an export of the MNIST
+    model rebuilds it instead of calibrating on the demo's images.
+    """
     import calibration_data
 
-    folder = folder or calibration_data.HERE
+    folder = folder or calibration_data.folder_for(trained.folder)
+    key = calibration_data.data_key(data.x_train, data.y_train, data.source)
     try:
-        x, _, manifest = calibration_data.load(trained.task, trained.spec, trained.labels, folder)
+        x, _, manifest = calibration_data.load(trained.task, trained.spec, trained.labels, folder,
+                                               data=key)
         if manifest["count"] != min(count, len(data.y_train)) or manifest["seed"] != seed:
             raise UserError("calibration set built with other settings")
     except UserError as reason:
         print(f"calibration: building {trained.task} set ({reason})", flush=True)
         calibration_data.build(trained.task, data.x_train, data.y_train, data.labels,
                                trained.spec, data.source, count, seed, folder)
-        x, _, manifest = calibration_data.load(trained.task, trained.spec, trained.labels, folder)
+        x, _, manifest = calibration_data.load(trained.task, trained.spec, trained.labels, folder,
+                                               data=key)
     return x
 
 
@@ -120,8 +136,9 @@ def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | 
         if needs_calibration else None
 
     bundle = trained.folder / "bundle"
-    staging = Path(tempfile.mkdtemp(prefix=".bundle-staging-", dir=trained.folder))
-    workdir = Path(tempfile.mkdtemp(prefix=".export-work-", dir=trained.folder))
+    sweep_leftovers(trained.folder)
+    staging = owned_temp_dir(trained.folder, STAGING_PREFIX)
+    workdir = owned_temp_dir(trained.folder, WORK_PREFIX)
     try:
         model.export(str(workdir / "saved_model"), format="tf_saved_model", verbose=False)
         context = ExportContext(workdir / "saved_model", workdir, calibration, int8_io)

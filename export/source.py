@@ -48,7 +48,31 @@ def load_trained(artifacts: Path, task: str) -> Trained:
     metrics_path = folder / "metrics.json"
     if not (folder / "model.keras").is_file() or not metrics_path.is_file():
         raise UserError(f"no trained model in {folder}: run `make train TASK={task}` first")
-    return Trained(task, folder, json.loads(metrics_path.read_text()))
+    return Trained(task, folder, read_metrics(metrics_path, task))
+
+
+def read_metrics(path: Path, task: str) -> dict:
+    """``metrics.json`` as a dict with the fields export needs, or one clear line saying what is
+    wrong with it (a truncated write, a hand edit) and how to get a good one back."""
+    retrain = f"retrain with `make train TASK={task}`"
+    try:
+        metrics = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}): {retrain}") from None
+    if not isinstance(metrics, dict):
+        raise UserError(f"{path} is not a JSON object: {retrain}")
+    labels, spec = metrics.get("labels"), metrics.get("preprocessing")
+    if not isinstance(labels, list) or len(labels) < 2 or \
+            not all(isinstance(label, str) for label in labels):
+        raise UserError(f"{path}: 'labels' is missing or not a list of at least two class "
+                        f"names: {retrain}")
+    if not isinstance(spec, dict) or not isinstance(spec.get("size"), list):
+        raise UserError(f"{path}: 'preprocessing' is missing or has no 'size': {retrain}")
+    test = metrics.get("test")
+    if not isinstance(test, dict) or not all(isinstance(test.get(k), (int, float))
+                                             for k in ("accuracy", "loss")):
+        raise UserError(f"{path}: 'test' results are missing: {retrain}")
+    return metrics
 
 
 def training_data(trained: Trained, data_dir: str | None = None):

@@ -33,7 +33,7 @@ def run_headless(bundle: Path, source: Path, **options) -> list[dict]:
     return [json.loads(line) for line in out.getvalue().splitlines()]
 
 
-def accuracy(records: list[dict], labels: list[str], y: np.ndarray, key: str = "raw_label"):
+def accuracy(records: list[dict], labels: list[str], y: np.ndarray, key: str = "label"):
     return float(np.mean([r[key] == labels[t] for r, t in zip(records, y)]))
 
 
@@ -69,7 +69,8 @@ def test_digits_image_folder_reports_file_names(digits_setup, tmp_path):
     folder = write_folder(frames[:60], tmp_path / "shots", names)
     records = run_headless(bundle, folder)
     assert [r["source"] for r in records] == sorted(names)
-    assert "smoothed_label" not in records[0]  # no smoothing across unrelated photos
+    # No smoothing across unrelated photos: what the user sees is each photo's own answer.
+    assert all(r["label"] == r["raw_label"] for r in records)
     assert accuracy(records, labels, y[:60]) >= 0.9
 
 
@@ -78,7 +79,7 @@ def test_smoothing_reports_a_stable_label(digits_setup, tmp_path):
     bundle, frames, y, labels = digits_setup
     held = [frame for frame in frames[:10] for _ in range(8)]
     records = run_headless(bundle, write_video(held, tmp_path / "held.avi"), smoothing=True)
-    settled = [records[i * 8 + 7]["smoothed_label"] for i in range(10)]
+    settled = [records[i * 8 + 7]["label"] for i in range(10)]
     assert np.mean([s == labels[t] for s, t in zip(settled, y[:10])]) >= 0.8
 
 
@@ -129,7 +130,7 @@ def test_cli_headless_json_lines_and_save(digits_setup, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 20 and lines[0]["model"] == "onnx-int8"
-    assert "smoothed_label" in lines[0]
+    assert {"label", "reason", "raw_label", "top", "box", "guess"} <= set(lines[0])
     capture = cv2.VideoCapture(str(saved))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
 

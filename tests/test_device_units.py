@@ -27,7 +27,9 @@ def test_parse_roi_forms_and_errors():
 def test_roi_is_centred_and_clipped():
     assert roi_for((480, 640, 3), 0.5) == Roi(200, 120, 240, 240)
     assert roi_for((480, 640, 3), "full") == Roi(0, 0, 640, 480)
-    assert roi_for((480, 640, 3), (600, 400, 100, 100)) == Roi(600, 400, 40, 80)
+    assert roi_for((480, 640, 3), (600, 400, 40, 80)) == Roi(600, 400, 40, 80)
+    with pytest.raises(UserError, match="does not fit"):  # refused, no longer clamped (issue 14)
+        roi_for((480, 640, 3), (600, 400, 100, 100))
     # Snapped to a whole multiple of the model side (fast, exact area resize); never past the frame.
     assert roi_for((480, 640, 3), 0.6, 64) == Roi(192, 112, 256, 256)
     assert roi_for((480, 640, 3), 1.0, 64) == Roi(96, 16, 448, 448)
@@ -36,15 +38,17 @@ def test_roi_is_centred_and_clipped():
 
 def test_fit_image_rgb_identical_to_converting_first():
     """The late BGR -> RGB swap in fit_image is an optimisation, not a change of output."""
-    from device.preprocess import center_square, fit_image, resize
+    from device.preprocess import center_square, composite_on_white, fit_image, resize
     from device.tasks import TASKS
 
     spec = TASKS["handsigns"].preprocessing()
     rng = np.random.default_rng(0)
     for shape in ((480, 640, 3), (97, 131, 3), (30, 20, 4)):
         image = rng.integers(0, 256, shape, dtype=np.uint8)
-        code = cv2.COLOR_BGRA2RGB if shape[2] == 4 else cv2.COLOR_BGR2RGB
-        expected = resize(center_square(cv2.cvtColor(image, code)), tuple(spec["size"]))
+        # BGRA: transparent pixels become white paper first (issue 14), then the same swap.
+        bgr = composite_on_white(image) if shape[2] == 4 else image
+        expected = resize(center_square(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)),
+                          tuple(spec["size"]))
         np.testing.assert_array_equal(fit_image(image, spec), expected)
 
 

@@ -19,14 +19,32 @@ from device.errors import UserError
 from device.tasks import TASKS
 
 
+def number(kind, low=None, high=None, low_open=False, high_open=False):
+    """argparse type: a ``kind`` (int/float) within bounds, checked at parse time, before
+    TensorFlow loads (8-13 s), so a typo costs nothing and the error names the flag."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {'whole ' if kind is int else ''}"
+                                             "number") from None
+        if value != value or (low is not None and (value <= low if low_open else value < low)) \
+                or (high is not None and (value >= high if high_open else value > high)):
+            lower = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+            upper = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+            raise argparse.ArgumentTypeError(f"{text} must be {' and '.join(filter(None, (lower, upper)))}")
+        return value
+    return parse
+
+
 def common_options() -> argparse.ArgumentParser:
     parent = argparse.ArgumentParser(add_help=False)
     data = parent.add_argument_group("data")
     data.add_argument("--data-dir", help="folder holding digits/, fruits/, handsigns/ "
                       "(default: $DATA_DIR; if unset, download when online)")
-    data.add_argument("--limit-per-class", type=int, metavar="N",
+    data.add_argument("--limit-per-class", type=number(int, 1), metavar="N",
                       help="use at most N training images per class (quick runs)")
-    data.add_argument("--val-split", type=float, default=0.1,
+    data.add_argument("--val-split", type=number(float, 0.0, 0.5, high_open=True), default=0.1,
                       help="fraction of the training data held out for validation (default 0.1; "
                            "0 trains on all of it, for a final run once the recipe is settled)")
     model = parent.add_argument_group("model and recipe (defaults depend on the task)")
@@ -40,15 +58,15 @@ def common_options() -> argparse.ArgumentParser:
     model.add_argument("--weights", metavar="FILE|imagenet",
                        help="backbone weights for mobilenetv3small: a local .h5 file offline, "
                             "or 'imagenet' to download")
-    model.add_argument("--image-size", type=int, metavar="PX", help="input side in pixels")
-    model.add_argument("--epochs", type=int)
-    model.add_argument("--batch-size", type=int)
-    model.add_argument("--lr", type=float, dest="learning_rate", help="peak learning rate")
-    model.add_argument("--label-smoothing", type=float)
-    model.add_argument("--weight-decay", type=float, help="AdamW decoupled weight decay")
-    model.add_argument("--mixup", type=float, metavar="ALPHA",
+    model.add_argument("--image-size", type=number(int, 8, 1024), metavar="PX", help="input side in pixels")
+    model.add_argument("--epochs", type=number(int, 1))
+    model.add_argument("--batch-size", type=number(int, 1))
+    model.add_argument("--lr", type=number(float, 0.0, low_open=True), dest="learning_rate", help="peak learning rate")
+    model.add_argument("--label-smoothing", type=number(float, 0.0, 1.0, high_open=True))
+    model.add_argument("--weight-decay", type=number(float, 0.0), help="AdamW decoupled weight decay")
+    model.add_argument("--mixup", type=number(float, 0.0), metavar="ALPHA",
                        help="MixUp Beta(alpha, alpha) blending of training pairs (0 = off)")
-    model.add_argument("--ema", type=float, metavar="MOMENTUM",
+    model.add_argument("--ema", type=number(float, 0.0, 1.0, high_open=True), metavar="MOMENTUM",
                        help="keep an exponential moving average of the weights and save it "
                             "instead of the last step's (e.g. 0.99; 0 = off)")
     model.add_argument("--tta", action="store_true",
@@ -110,7 +128,10 @@ def main(argv: list[str] | None = None) -> int:
             limit_per_class=args.limit_per_class, seed=args.seed, strategy=args.strategy,
             mixed_precision=args.mixed_precision, tta=args.tta, out_dir=Path(args.out),
             extra={"hand_variant": args.hand_models})
-        train(config)
+        from device.interrupts import terminate_as_interrupt
+
+        with terminate_as_interrupt():
+            train(config)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,6 +23,9 @@ class FrameSource(Protocol):
 
     def close(self) -> None: ...
 
+    # Optional: ``problem() -> str | None`` says, after the last frame, what went wrong over the
+    # run (skipped images, a video that ended early); the CLI then exits non-zero.
+
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mjpg", ".mjpeg"}
 
@@ -42,6 +45,9 @@ def open_source(source: str, width: int | None = None, height: int | None = None
         from device.sources.folder import ImageFolderSource
         return ImageFolderSource(path)
     if path.is_file():
+        from device.sources.folder import IMAGE_SUFFIXES, image_file_source
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return image_file_source(path)
         from device.sources.video import VideoFileSource
         return VideoFileSource(path)
     raise UserError(f"--source {text}: no such file or folder; use a camera index (0), "

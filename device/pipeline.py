@@ -1,0 +1,198 @@
+"""The one frame pipeline: a BGR frame -> one :class:`device.result.Result`.
+
+The runner, ``serve``, ``collect``, ``check`` and the Python API all call this, so a frame is
+turned into an answer the same way everywhere. It is built once (bundle opened and verified,
+models loaded with their thread count); per frame it runs the bundle's *subject stage* (which
+finds what to classify), the classifier, and the result vocabulary's decision, with optional
+smoothing over frames.
+
+Two subject stages, chosen by the bundle's ``pipeline.kind`` (docs/contracts.md):
+
+* ``image``: the region of interest through the camera step (``crop`` or ``digit_ink``,
+  device/camera.py). No ink, or a blank frame, is ``nothing``.
+* ``hands``: palm detection and hand landmarks (device/hands/), then the classifier reads the
+  landmark features. No hand is ``nothing`` (reason ``no_hand``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from device.backends import load_classifier
+from device.bundle import Bundle, open_bundle
+from device.camera import FramePreprocessor, Roi, parse_roi, roi_for
+from device.result import (
+    CONFIDENT,
+    LOW_CONFIDENCE,
+    NO_HAND,
+    NO_INK,
+    NO_SUBJECT,
+    NONE_CLASS,
+    NOTHING,
+    UNSURE,
+    Result,
+    decide,
+    top_k,
+)
+from device.smoothing import ExponentialVote
+
+
+@dataclass
+class Subject:
+    """What a subject stage found in a frame: the model input, or why there is none."""
+
+    batch: np.ndarray | None          # (1, ...) float32 model input; None = nothing to classify
+    box: tuple[int, int, int, int] | None
+    reason: str = NO_SUBJECT          # why ``batch`` is None
+    inset: np.ndarray | None = None   # the picture the model saw, for the overlay
+    extras: dict = field(default_factory=dict)  # goes into the Result (hand, others)
+
+
+def pipeline_kind(bundle: Bundle) -> str:
+    """``image`` for the classic bundles (format 1 has no ``pipeline`` entry), else its kind."""
+    return (bundle.metadata.get("pipeline") or {}).get("kind", "image")
+
+
+class ImageStage:
+    """The region of interest through the bundle's camera step (device/camera.py)."""
+
+    def __init__(self, bundle: Bundle, roi, still: bool):
+        setting = roi if roi not in (None, "auto") else ("full" if still else "0.6")
+        self.preprocess = FramePreprocessor(bundle.preprocessing, parse_roi(setting))
+        self.no_subject = NO_INK if bundle.preprocessing.get("camera") == "digit_ink" \
+            else NO_SUBJECT
+
+    def __call__(self, frame: np.ndarray) -> Subject:
+        pixels, roi = self.preprocess.pixels(frame)
+        box = (roi.x, roi.y, roi.width, roi.height)
+        if pixels is None:  # the camera step says why: a blank/black frame, or no ink
+            return Subject(None, box, self.preprocess.reason or self.no_subject)
+        from device.preprocess import to_input
+
+        return Subject(to_input(pixels, self.preprocess.spec)[None], box, inset=pixels)
+
+
+class HandStage:
+    """Palm detection + hand landmarks, then the landmark features the classifier reads."""
+
+    def __init__(self, bundle: Bundle, model_key: str, threads: int, roi, still: bool):
+        from device.hands.features import landmark_features
+        from device.hands.tracker import HandTracker
+
+        pipeline = bundle.metadata["pipeline"]
+        palm_path, palm_key = bundle.stage_model("palm", model_key)
+        landmark_path, landmark_key = bundle.stage_model("landmark", model_key)
+        self.variants = {"palm": palm_key, "landmark": landmark_key}
+        # By default hands are searched in the whole frame; --roi bounds the search.
+        self.roi_setting = None if roi in (None, "auto", "full") else parse_roi(roi)
+        self.tracker = HandTracker(palm_path, landmark_path,
+                                   model_format=landmark_key.split("-")[0],
+                                   palm_format=palm_key.split("-")[0], threads=threads,
+                                   roi=None, still=still, thresholds=pipeline.get("thresholds"))
+        self.features = landmark_features
+        self.frame_shape: tuple[int, ...] | None = None
+
+    def _bounds(self, frame: np.ndarray) -> Roi | None:
+        """The search bounds in pixels, worked out again only when the frame size changes."""
+        if self.roi_setting is not None and frame.shape != self.frame_shape:
+            self.frame_shape = frame.shape
+            self.tracker.roi = roi_for(frame.shape, self.roi_setting)
+        return self.tracker.roi
+
+    def __call__(self, frame: np.ndarray) -> Subject:
+        bounds = self._bounds(frame)
+        hand, info = self.tracker.process(frame)
+        others = max(0, int(info.get("hands_found", 0)) - 1)
+        if hand is None:
+            box = None if bounds is None else (bounds.x, bounds.y, bounds.width, bounds.height)
+            return Subject(None, box, NO_HAND, extras={"others": others} if others else {})
+        features = np.asarray(self.features(hand), np.float32)[None]
+        record = {"landmarks": np.round(hand.landmarks, 1).tolist(),
+                  "presence": round(float(hand.presence), 4),
+                  "handedness": hand.handedness, "detected": bool(hand.detected),
+                  "rect": [round(float(v), 3) for v in hand.rect]}
+        extras = {"hand": record}
+        if others:
+            extras["others"] = others
+        box = tuple(int(round(v)) for v in hand.box)
+        return Subject(features, box, inset=hand.crop, extras=extras)
+
+
+class FramePipeline:
+    """Built once per bundle; ``pipeline(frame)`` -> :class:`Result`.
+
+    ``roi``: ``auto`` (the source's default), ``full``, a centre-box fraction or ``x,y,w,h``.
+    ``still``: frames are unrelated photos (an image folder): no tracking, whole-image ROI.
+    ``smoothing`` averages class evidence over frames, ``nothing`` included as evidence of its
+    own, so a subject leaving the view switches the label within a few frames.
+    """
+
+    def __init__(self, bundle_dir, model: str | None = None, threads: int = 2, roi="auto",
+                 smoothing: bool = False, alpha: float = 0.4, threshold: float = 0.6,
+                 still: bool = False):
+        probe = open_bundle(bundle_dir, verify=False)
+        self.model_key = probe.choose(model)
+        self.bundle = open_bundle(bundle_dir, keys=[self.model_key])
+        entry = self.bundle.models[self.model_key]
+        self.classifier = load_classifier(self.bundle.model_path(self.model_key),
+                                          entry["format"], threads)
+        self.labels = list(self.bundle.labels)
+        self.threshold = threshold
+        self.kind = pipeline_kind(self.bundle)
+        if self.kind == "hands":
+            self.stage = HandStage(self.bundle, self.model_key, threads, roi, still)
+        else:
+            self.stage = ImageStage(self.bundle, roi, still)
+        self.vote = ExponentialVote(self.labels + [NOTHING], alpha, threshold) \
+            if smoothing else None
+        self.inset: np.ndarray | None = None
+        self._nothing_reason = NO_SUBJECT
+
+    def __call__(self, frame: np.ndarray) -> Result:
+        started = time.perf_counter()
+        subject = self.stage(frame)
+        inference_started = time.perf_counter()
+        probs = self.classifier.predict(subject.batch)[0] if subject.batch is not None else None
+        finished = time.perf_counter()
+        self.inset = subject.inset
+        label, reason, score, guess = decide(probs, self.labels, self.threshold, subject.reason)
+        result = Result(label, reason, score, guess,
+                        top=top_k(probs, self.labels) if probs is not None else [],
+                        raw_label=label, raw_score=score, box=subject.box,
+                        preprocess_ms=(inference_started - started) * 1000,
+                        latency_ms=(finished - inference_started) * 1000,
+                        hand=subject.extras.get("hand"), others=subject.extras.get("others"))
+        if self.vote is not None:
+            self._smooth(result, probs, subject.reason)
+        return result
+
+    def _smooth(self, result: Result, probs: np.ndarray | None, nothing_reason: str) -> None:
+        """Replace ``label``/``score``/``reason``/``guess`` with the smoothed decision.
+
+        The moving average runs over the classes plus ``nothing``: a frame with no subject (or
+        the user's ``none`` class) adds evidence for ``nothing``, so the label switches to it
+        within a few frames of the subject leaving (alpha 0.4: two frames) instead of holding a
+        stale class. ``raw_*`` keep this frame's own answer.
+        """
+        evidence = np.zeros(len(self.labels) + 1, np.float64)
+        if result.raw_label == NOTHING:
+            evidence[-1] = 1.0
+            self._nothing_reason = result.reason
+        else:
+            evidence[:-1] = probs
+        self.vote.update(evidence)
+        state = self.vote.state
+        best = int(np.argmax(state))
+        score = float(state[best])
+        if best == len(self.labels) or self.labels[best] == NONE_CLASS:
+            result.label, result.score, result.guess = NOTHING, 0.0, None
+            result.reason = self._nothing_reason
+        elif score < self.threshold:
+            result.label, result.reason, result.score = UNSURE, LOW_CONFIDENCE, score
+            result.guess = self.labels[best]
+        else:
+            result.label, result.reason, result.score, result.guess = \
+                self.labels[best], CONFIDENT, score, None

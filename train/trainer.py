@@ -65,8 +65,11 @@ DEFAULTS = {
 }
 
 
-#: The architecture a task trains when ``--arch`` is not given.
-DEFAULT_ARCH = {"digits": "convnet", "fruits": "convnet", "handsigns": "convnet"}
+#: The architecture a task trains when ``--arch`` is not given. Hand signs: the landmark
+#: classifier (86.3 % on the 270 test photos with no-hand photos counted as errors, 80.2 % on
+#: the clip-grouped validation split) beat the 96 px CNN (85.6 % test; 83.7 % / 74.1 %
+#: validation with the same split held out); the CNN stays as --arch convnet.
+DEFAULT_ARCH = {"digits": "convnet", "fruits": "convnet", "handsigns": "landmarks"}
 
 
 def recipe_defaults(task: str, arch: str) -> dict:

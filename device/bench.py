@@ -33,20 +33,9 @@ def latency(classifier, sample: np.ndarray, runs: int, warmup: int = 10) -> dict
 
 def sample_footage(bundle, folder: Path, frames: int = 120) -> Path:
     """A 640x480 video of the bundle's sample images as a camera would see them."""
-    from device.footage import digit_on_paper, photo_in_scene, write_video
+    from device.footage import bundle_footage, write_video
 
-    with np.load(bundle.root / bundle.metadata["samples"]["file"]) as archive:
-        images = archive["x"]
-    rng = np.random.default_rng(0)
-    rendered = []
-    for i in range(frames):
-        image = images[i % len(images)]
-        if bundle.preprocessing.get("camera") == "digit_ink":
-            rendered.append(digit_on_paper(image[:, :, 0], rng))
-        else:
-            bgr = image[:, :, ::-1] if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-            rendered.append(photo_in_scene(np.ascontiguousarray(bgr), rng,
-                                           model_side=bundle.preprocessing["size"][0]))
+    rendered = bundle_footage(bundle, frames)
     return write_video(rendered, folder / "bench_footage.avi")
 
 

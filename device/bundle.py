@@ -16,9 +16,11 @@ from pathlib import Path
 from device.errors import UserError
 
 BUNDLE_FORMAT = 2
-#: Formats this runner reads: 1 (PR-era classic bundles) and 2 (adds pipeline, verdicts, extra
-#: files; docs/contracts.md). A format-1 bundle is an ``image`` pipeline with no verdicts.
+#: Formats this runner reads: 2 adds ``pipeline``, per-model ``verdict`` and ``extra_files``
+#: (docs/contracts.md); a format 1 bundle is an image pipeline with no extra files.
 READABLE_FORMATS = (1, 2)
+#: Float precisions, best first: what a stage falls back to when it lacks the requested key.
+FLOAT_PRECISIONS = ("fp32", "fp16")
 #: Default model choice, best first: full-int8 TFLite is the fastest on a Pi's CPU.
 PREFERENCE = ("tflite-int8", "onnx-int8", "tflite-dynamic", "tflite-fp16", "tflite-fp32",
               "onnx-fp32", "onnx-dynamic")
@@ -86,23 +88,6 @@ class Bundle:
                             "re-export it (see its report.md)")
         raise UserError(f"bundle {self.root} lists no model: re-export it")
 
-    def stage_model(self, stage: str, key: str) -> tuple[Path, str]:
-        """(file, variant key) of a pipeline stage's model for the ``--model`` choice ``key``.
-
-        A stage takes the same key where it has it (``tflite-int8``), else the same format's
-        float variant (fp32, then fp16): each stage runs at the chosen precision where it has
-        that precision, and in float where it does not.
-        """
-        variants = ((self.metadata.get("pipeline") or {}).get("stages") or {}).get(stage)
-        if not variants:
-            raise UserError(f"bundle {self.root} has no {stage!r} stage model: re-export it")
-        model_format = key.split("-")[0]
-        for candidate in (key, f"{model_format}-fp32", f"{model_format}-fp16"):
-            if candidate in variants:
-                return self.root / variants[candidate], candidate
-        raise UserError(f"bundle {self.root} has no {model_format} variant of its {stage!r} "
-                        f"stage (it has {', '.join(variants)}): pick another --model")
-
     def verify(self, keys: list[str] | None = None) -> None:
         """Check size and SHA-256 of the listed models (all by default) against the metadata,
         and of the extra files (hand models, licences) those models need."""
@@ -127,9 +112,20 @@ class Bundle:
         return list(self.metadata.get("extra_files", []))
 
     def stage_variant(self, stage: str, key: str) -> tuple[str, Path]:
-        """(variant key, file) of ``stage`` for ``--model key``: :meth:`stage_model`'s rule."""
-        path, variant = self.stage_model(stage, key)
-        return variant, path
+        """The variant of pipeline ``stage`` that runs with ``--model key``: the same key if the
+        stage has it, else the same format's float variant (fp32, then fp16)."""
+        stages = self.pipeline.get("stages", {})
+        if stage not in stages:
+            raise UserError(f"bundle {self.root} has no pipeline stage {stage!r} (it has "
+                            f"{', '.join(stages) or 'none'}): re-export it")
+        variants = stages[stage]
+        model_format = key.split("-", 1)[0]
+        candidates = [key] + [f"{model_format}-{precision}" for precision in FLOAT_PRECISIONS]
+        for candidate in candidates:
+            if candidate in variants:
+                return candidate, self.root / variants[candidate]
+        raise UserError(f"bundle {self.root}: stage {stage!r} has no {model_format} variant for "
+                        f"--model {key} (it has {', '.join(variants)}): pick another --model")
 
     def stage_paths(self, key: str) -> dict[str, tuple[str, Path]]:
         """Every stage's (variant key, file) for ``--model key``, in pipeline order."""

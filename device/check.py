@@ -60,6 +60,8 @@ def load_samples(bundle) -> tuple[np.ndarray, np.ndarray]:
     except (OSError, ValueError, KeyError) as exc:
         raise UserError(f"sample set {path} cannot be read ({exc}): re-export the bundle") \
             from None
+    if "scale" not in bundle.preprocessing:  # not pixels (hand landmark features): as stored
+        return pixels.astype(np.float32), labels
     return to_input(pixels, bundle.preprocessing), labels
 
 
@@ -148,7 +150,7 @@ def float_problem(comparison: dict, accuracy: float, float_key: str) -> str | No
 
 def sample_frames(bundle, count: int = FRAMES) -> list[np.ndarray]:
     """Camera-like 640x480 frames of the bundle's own samples, plus a black and a white one."""
-    from device.footage import FRAME, digit_on_paper, photo_in_scene
+    from device.footage import digit_on_paper, photo_in_scene
 
     with np.load(bundle.root / bundle.metadata["samples"]["file"]) as archive:
         images = archive["x"]
@@ -162,9 +164,15 @@ def sample_frames(bundle, count: int = FRAMES) -> list[np.ndarray]:
             bgr = image[:, :, ::-1] if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
             frames.append(photo_in_scene(np.ascontiguousarray(bgr), rng,
                                          model_side=bundle.preprocessing["size"][0]))
-    frames.append(np.zeros((*FRAME, 3), np.uint8))
-    frames.append(np.full((*FRAME, 3), 255, np.uint8))
-    return frames
+    return frames + blank_frames()
+
+
+def blank_frames() -> list[np.ndarray]:
+    """A black and a white 640x480 frame: every pipeline must answer ``nothing`` for both (the
+    hands pipeline's samples are landmark features, so these are the frames it gets)."""
+    from device.footage import FRAME
+
+    return [np.zeros((*FRAME, 3), np.uint8), np.full((*FRAME, 3), 255, np.uint8)]
 
 
 def frame_problem(bundle_dir: Path, key: str, threads: int, frames: list[np.ndarray]
@@ -275,7 +283,7 @@ def check(bundle_dir: Path, threads: int = 1, runs: int = 20) -> tuple[list[dict
     """
     bundle = open_bundle(bundle_dir)  # raises on any checksum mismatch or malformed metadata
     x, y = load_samples(bundle)
-    frames = sample_frames(bundle) if is_image_pipeline(bundle) else []
+    frames = sample_frames(bundle) if is_image_pipeline(bundle) else blank_frames()
     reference = float_reference(bundle, x, threads)
     rows = []
     for key in ordered_keys(bundle):

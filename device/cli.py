@@ -9,6 +9,9 @@ Examples::
     python -m device serve --bundle B --source 0 --port 8080    # live view: http://127.0.0.1:8080/
     python -m device check --bundle B       # self-test: checksums, every model, sample accuracy
     python -m device bench --bundle B       # latency per format and threads, end-to-end FPS
+    python -m device footage --bundle B --out clip.avi   # a video to play without a camera
+    python -m device collect --label thumbs_up --out captures/   # capture your own class
+    python -m device collect --label none --out captures/ --source clip.mp4 --headless
 
 Needs only numpy, OpenCV and one runtime (ai-edge-litert / tflite-runtime, or onnxruntime);
 never TensorFlow.
@@ -162,11 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(serve, serving=True)
     add_serve_arguments(serve)
 
+    footage = commands.add_parser(
+        "footage", help="write a video of the bundle's sample images as a camera would see "
+                        "them: something to run or serve without a camera")
+    footage.add_argument("--bundle", required=True, type=Path)
+    footage.add_argument("--out", required=True, type=Path, help="a .avi (MJPG) or .mp4 path")
+    footage.add_argument("--frames", type=positive_int, default=300,
+                         help="length (default 300: 20 s at 15 fps)")
+    footage.add_argument("--hold", type=positive_int, default=15,
+                         help="frames each sample is held for (default 15: one second)")
+
     check = commands.add_parser("check", help="self-test a bundle: checksums, every model, "
                                               "sample accuracy and latency")
     check.add_argument("--bundle", required=True, type=Path)
     check.add_argument("--threads", type=thread_count, default=1)
     check.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    add_collect_command(commands)
 
     bench = commands.add_parser("bench", help="latency per format and threads, end-to-end FPS")
     bench.add_argument("--bundle", required=True, type=Path)
@@ -178,6 +193,55 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--models", help="comma-separated subset of the bundle's models")
     bench.add_argument("--json", action="store_true")
     return parser
+
+
+def add_collect_command(commands) -> None:
+    collect = commands.add_parser(
+        "collect", help="capture training images of one class (then: python -m train images)",
+        description="A countdown, then a burst of --count images of the region of interest "
+                    "(raw, as the camera gave it) into OUT/LABEL/, with a manifest "
+                    "(collect-<session>.json). Near-duplicate frames are skipped. --label none "
+                    "captures 'nothing in view': the runner reports that class as nothing.")
+    collect.add_argument("--label", required=True, help="the class (a folder name), e.g. "
+                         "thumbs_up; 'none' = nothing in view")
+    collect.add_argument("--out", required=True, type=Path, help="dataset folder: images go to "
+                         "OUT/LABEL/")
+    collect.add_argument("--source", default="0",
+                         help="camera index (0), 'picamera', a video file or an image folder")
+    collect.add_argument("--count", type=positive_int, default=30,
+                         help="images to capture (default 30)")
+    collect.add_argument("--interval", type=float, default=0.2,
+                         help="seconds between images (video time for a video file; "
+                              "default 0.2)")
+    collect.add_argument("--countdown", type=float, default=3.0,
+                         help="seconds before the burst starts, live cameras only (default 3)")
+    collect.add_argument("--roi", default="auto", help="as for run: the region saved (default: "
+                         "the 0.6 centre box for cameras/videos, the whole image for folders)")
+    collect.add_argument("--bundle", type=Path, help="frame the captures with this bundle's "
+                         "pipeline (a hands bundle also saves the hand crop and landmarks)")
+    collect.add_argument("--full-frame", action="store_true",
+                         help="also save the whole frame (OUT/LABEL/full/)")
+    collect.add_argument("--min-change", type=float, default=2.0,
+                         help="skip a frame whose mean gray level (32x32 thumbnail) changed "
+                              "less than this since the last saved one (default 2; 0 = keep all)")
+    collect.add_argument("--format", dest="image_format", choices=["jpg", "png"], default="jpg",
+                         help="jpg (quality 95, default) or png (lossless)")
+    collect.add_argument("--headless", action="store_true",
+                         help="no window: a progress line per image on stderr")
+    collect.add_argument("--width", type=positive_int, help="camera frame width to request")
+    collect.add_argument("--height", type=positive_int, help="camera frame height to request")
+    collect.add_argument("--fps", type=float, help="camera frame rate to request")
+
+
+def run_collect(args) -> int:
+    from device.collect import CollectOptions, collect
+
+    capture = collect(CollectOptions(
+        label=args.label, out=args.out, source=args.source, count=args.count,
+        interval=args.interval, countdown=args.countdown, roi=args.roi, bundle=args.bundle,
+        full_frame=args.full_frame, min_change=args.min_change, headless=args.headless,
+        image_format=args.image_format, width=args.width, height=args.height, fps=args.fps))
+    return 130 if capture.stopped == "interrupted" else 0
 
 
 def bench_models(text: str | None, bundle_dir: Path) -> list[str] | None:
@@ -219,8 +283,7 @@ def serve(args) -> int:
     """``serve``: the live loop plus the read-only web server."""
     from device.serve.app import serve as serve_loop
 
-    serve_loop(run_options(args), serve_options(args))
-    return 0
+    return serve_loop(run_options(args), serve_options(args))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -233,6 +296,11 @@ def main(argv: list[str] | None = None) -> int:
                 return run(args)
             if args.command == "serve":
                 return serve(args)
+            if args.command == "collect":
+                return run_collect(args)
+            if args.command == "footage":
+                from device.footage import main as footage_main
+                return footage_main(args.bundle, args.out, args.frames, args.hold)
             if args.command == "check":
                 from device.check import main as check_main
                 return check_main(args.bundle, args.threads, args.json)

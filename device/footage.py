@@ -108,3 +108,39 @@ def write_folder(frames, folder: str | Path, names=None) -> Path:
         name = names[index] if names else f"frame_{index:05d}.png"
         cv2.imwrite(str(folder / name), frame)
     return folder
+
+
+def bundle_footage(bundle, count: int, hold: int = 1, seed: int = 0) -> list[np.ndarray]:
+    """640x480 frames of the bundle's own sample images (real test images) as a camera would
+    see them, each held for ``hold`` frames (a subject held up to the camera, with fresh sensor
+    noise in every frame)."""
+    with np.load(bundle.root / bundle.metadata["samples"]["file"]) as archive:
+        images = archive["x"]
+    rng = np.random.default_rng(seed)
+    frames = []
+    for i in range(count):
+        image = images[(i // hold) % len(images)]
+        if bundle.preprocessing.get("camera") == "digit_ink":
+            frames.append(digit_on_paper(image[:, :, 0], rng))
+        else:
+            bgr = image[:, :, ::-1] if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+            frames.append(photo_in_scene(np.ascontiguousarray(bgr), rng,
+                                         model_side=bundle.preprocessing["size"][0]))
+    return frames
+
+
+def main(bundle_dir: Path, out: Path, frames: int = 300, hold: int = 15) -> int:
+    """``python -m device footage``: the bundle's samples as a 15 fps video at ``out``."""
+    from device.atomic import atomic_path
+    from device.bundle import open_bundle
+    from device.errors import UserError
+
+    out = Path(out)
+    if out.suffix.lower() not in (".avi", ".mp4"):
+        raise UserError(f"--out {out}: use a .avi or .mp4 file name")
+    bundle = open_bundle(bundle_dir, verify=False)
+    with atomic_path(out, suffix=out.suffix) as partial:   # never a half-written video
+        write_video(bundle_footage(bundle, frames, hold), partial, fps=15.0)
+    print(f"wrote {out} ({frames} frames, 15 fps): python -m device run --bundle {bundle_dir} "
+          f"--source {out}")
+    return 0

@@ -112,7 +112,9 @@ def draw_hand(canvas: np.ndarray, landmarks, colour, scale: float) -> tuple[int,
 
 
 def as_bgr(picture: np.ndarray) -> np.ndarray:
-    """The model's input as a BGR uint8 picture (it may be grey, float in 0..1, or (H, W, 1))."""
+    """The model's input as a BGR uint8 picture. It comes as the model sees it: grey (H, W) or
+    (H, W, 1), or RGB (colour models and the hand crop are RGB, device/preprocess.py), uint8 or
+    float in 0..1."""
     picture = np.asarray(picture)
     if picture.ndim == 4:
         picture = picture[0]
@@ -121,7 +123,9 @@ def as_bgr(picture: np.ndarray) -> np.ndarray:
         picture = np.clip(picture * (255.0 if peak <= 1.0 else 1.0), 0, 255).astype(np.uint8)
     if picture.ndim == 3 and picture.shape[2] == 1:
         picture = picture[:, :, 0]
-    return cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR) if picture.ndim == 2 else picture
+    if picture.ndim == 2:
+        return cv2.cvtColor(picture, cv2.COLOR_GRAY2BGR)
+    return cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
 
 
 def draw_inset(canvas: np.ndarray, inset: np.ndarray, scale: float) -> None:

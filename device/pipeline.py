@@ -51,16 +51,18 @@ class Subject:
     extras: dict = field(default_factory=dict)  # goes into the Result (hand, others)
 
 
-def pipeline_kind(bundle: Bundle) -> str:
-    """``image`` for the classic bundles (format 1 has no ``pipeline`` entry), else its kind."""
-    return (bundle.metadata.get("pipeline") or {}).get("kind", "image")
+def roi_setting(roi, still: bool) -> str:
+    """The region of interest ``auto`` stands for: the whole picture for stills (photos are
+    already framed), the 0.6 centre box for cameras and videos. ``collect`` uses it too, so
+    captures are framed exactly as the runner will frame them."""
+    return roi if roi not in (None, "auto") else ("full" if still else "0.6")
 
 
 class ImageStage:
     """The region of interest through the bundle's camera step (device/camera.py)."""
 
     def __init__(self, bundle: Bundle, roi, still: bool):
-        setting = roi if roi not in (None, "auto") else ("full" if still else "0.6")
+        setting = roi_setting(roi, still)
         self.preprocess = FramePreprocessor(bundle.preprocessing, parse_roi(setting))
         self.no_subject = NO_INK if bundle.preprocessing.get("camera") == "digit_ink" \
             else NO_SUBJECT
@@ -83,8 +85,8 @@ class HandStage:
         from device.hands.tracker import HandTracker
 
         pipeline = bundle.metadata["pipeline"]
-        palm_path, palm_key = bundle.stage_model("palm", model_key)
-        landmark_path, landmark_key = bundle.stage_model("landmark", model_key)
+        palm_key, palm_path = bundle.stage_variant("palm", model_key)
+        landmark_key, landmark_path = bundle.stage_variant("landmark", model_key)
         self.variants = {"palm": palm_key, "landmark": landmark_key}
         # By default hands are searched in the whole frame; --roi bounds the search.
         self.roi_setting = None if roi in (None, "auto", "full") else parse_roi(roi)
@@ -141,7 +143,7 @@ class FramePipeline:
                                           entry["format"], threads)
         self.labels = list(self.bundle.labels)
         self.threshold = threshold
-        self.kind = pipeline_kind(self.bundle)
+        self.kind = self.bundle.kind
         if self.kind == "hands":
             self.stage = HandStage(self.bundle, self.model_key, threads, roi, still)
         else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 import time
 from collections import deque
@@ -20,6 +21,7 @@ from typing import TextIO
 import cv2
 import numpy as np
 
+from device.bundle import open_bundle
 from device.errors import UserError
 from device.overlay import visualize
 from device.pipeline import FramePipeline
@@ -61,7 +63,23 @@ def installed(distribution: str) -> bool:
         return False
 
 
-def window_problem(environ=os.environ, platform: str = sys.platform, gui=has_gui) -> str | None:
+#: Opens and closes one window in a child process: Qt aborts the whole process when it cannot
+#: reach a display (a wrong DISPLAY, missing xcb libraries), so only a child can try it safely.
+WINDOW_PROBE = ("import cv2; cv2.namedWindow('edgekit-probe'); cv2.waitKey(1); "
+                "cv2.destroyAllWindows()")
+
+
+def window_opens(timeout: float = 20.0) -> bool:
+    try:
+        probe = subprocess.run([sys.executable, "-c", WINDOW_PROBE], capture_output=True,
+                               timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def window_problem(environ=os.environ, platform: str = sys.platform, gui=has_gui,
+                   opens=window_opens) -> str | None:
     """Why no window can open here, or None. Checked before the first frame: with no display a
     GUI OpenCV aborts inside Qt (rc 134, no message), which no Python code can catch."""
     if not gui():
@@ -71,9 +89,12 @@ def window_problem(environ=os.environ, platform: str = sys.platform, gui=has_gui
                     "then pip install opencv-python, or make setup-window)")
         return ("this OpenCV (opencv-python-headless) has no window support (make setup-window "
                 "installs one that has)")
-    if platform.startswith("linux") and not (environ.get("DISPLAY")
-                                             or environ.get("WAYLAND_DISPLAY")):
+    linux = platform.startswith("linux")
+    if linux and not (environ.get("DISPLAY") or environ.get("WAYLAND_DISPLAY")):
         return "no display (DISPLAY is not set: a Pi over ssh, a service, a container)"
+    if linux and not opens():
+        return (f"OpenCV could not open a window on display {environ.get('DISPLAY') or '(none)'}"
+                f"{'' if environ.get('DISPLAY') else ' (pip OpenCV needs X11 or XWayland)'}")
     return None
 
 
@@ -111,10 +132,17 @@ class Runner:
         cv2.setNumThreads(1)
         still = is_still(options.source)
         smoothing = options.smoothing if options.smoothing is not None else not still
-        self.pipeline = FramePipeline(options.bundle, options.model, options.threads,
-                                      options.roi, smoothing, options.alpha, options.threshold,
-                                      still)
+        # The bundle's metadata, then the source, then the models: a bad bundle, model key,
+        # camera or file is one error line, before the model runtime prints anything.
+        open_bundle(options.bundle, verify=False).choose(options.model)
         self.source = open_source(options.source, options.width, options.height, options.fps)
+        try:
+            self.pipeline = FramePipeline(options.bundle, options.model, options.threads,
+                                          options.roi, smoothing, options.alpha, options.threshold,
+                                          still)
+        except BaseException:
+            self.source.close()
+            raise
         self.model_key = self.pipeline.model_key
         self.labels = self.pipeline.labels
         self.writer = None

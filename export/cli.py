@@ -6,6 +6,7 @@ Examples::
     python -m export fruits --formats tflite-int8,onnx-int8
     python -m export handsigns --int8-io uint8       # uint8 input/output for the int8 TFLite
     python -m export diagnose digits --format tflite-int8   # per-layer quantisation error
+    python -m export gestures                        # your own task (python -m train images)
 
 Reads artifacts/TASK/model.keras (from `python -m train TASK`) and writes artifacts/TASK/bundle/:
 model files, metadata.json (labels, preprocessing, checksums), samples.npz, report.md/.json.
@@ -22,6 +23,15 @@ from device.errors import UserError
 from device.tasks import TASKS
 
 
+def user_task_in(argv: list[str]) -> str | None:
+    """The first word of ``argv`` when it names a user's task (``python -m train images``
+    --name): export takes any trained task, not only the built-in names."""
+    first = next((word for word in argv if not word.startswith("-")), None)
+    if first is None or first in TASKS or first == "diagnose":
+        return None
+    return first
+
+
 def at_least(minimum: int):
     """argparse type: an integer >= ``minimum`` (checked at parse time, before TensorFlow)."""
     def parse(text: str) -> int:
@@ -35,7 +45,7 @@ def at_least(minimum: int):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(user_task: str | None = None) -> argparse.ArgumentParser:
     from export.formats import DEFAULT_FORMATS, FORMATS
 
     parser = argparse.ArgumentParser(prog="python -m export", description=__doc__,
@@ -47,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose = commands.add_parser(
         "diagnose", parents=[common], help="per-layer quantisation error of a bundle's model",
         description="Compare every intermediate activation of the float and the quantised model "
-                    "(SQNR, cosine, RMSE), worst layers first; writes "
+                    "(SQNR, cosine, RMSE) on the test images it flipped, and rank the int8 "
+                    "model's layers by their effect on the output (each kept in float alone); "
+                    "writes "
                     "artifacts/TASK/diagnose-FORMAT.md and .json.")
     diagnose.add_argument("task", choices=list(TASKS))
     diagnose.add_argument("--format", required=True, dest="model_format",
@@ -56,9 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "artifacts/TASK/bundle)")
     diagnose.add_argument("--images", type=int, default=64, help="images to compare (default 64)")
     diagnose.add_argument("--top", type=int, default=10, help="worst layers to list")
-    for name, spec in TASKS.items():
-        sub = commands.add_parser(name, parents=[common],
-                                  help=f"export the {name} model ({spec.description})")
+    diagnose.add_argument("--sqnr-only", action="store_true",
+                          help="skip the per-layer effect ranking (re-quantises once per layer)")
+    tasks = {name: f"export the {name} model ({spec.description})"
+             for name, spec in TASKS.items()}
+    if user_task:
+        tasks[user_task] = f"export your own task {user_task} (python -m train images)"
+    for name, help_text in tasks.items():
+        sub = commands.add_parser(name, parents=[common], help=help_text)
         sub.add_argument("--formats", default=",".join(DEFAULT_FORMATS),
                          help=f"comma-separated, from: {', '.join(FORMATS)} "
                               f"(default: {','.join(DEFAULT_FORMATS)})")
@@ -74,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(user_task_in(argv)).parse_args(argv)
     from device.interrupts import terminate_as_interrupt
 
     try:
@@ -95,7 +113,8 @@ def run_command(args) -> int:
         from export.diagnose import diagnose, print_table
 
         print_table(diagnose(args.task, args.model_format, Path(args.artifacts), args.bundle,
-                             args.images, top=args.top))
+                             args.images, top=args.top, effect=not args.sqnr_only,
+                             data_dir=args.data_dir))
         return 0
     from export.exporter import export
 

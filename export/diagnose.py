@@ -16,6 +16,7 @@ its predecessors' is usually the culprit, not merely the last one.
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -143,7 +144,11 @@ def first_collapse(rows: list[dict], floor_db: float = COLLAPSE_DB) -> dict | No
 
 
 def diagnose(task: str, key: str, artifacts: Path = Path("artifacts"), bundle_dir: Path | None = None,
-             images: int = 64, calibration_dir: Path | None = None, top: int = 10) -> dict:
+             images: int = 64, calibration_dir: Path | None = None, top: int = 10,
+             effect: bool = True, data_dir: str | None = None) -> dict:
+    """Per-layer SQNR on the images the quantised model flipped (calibration images when it
+    flipped none) and, for int8, every layer's effect on the output (export/fallback.py): the
+    ranking that names the culprit. Needs the trained model beside the bundle for the latter."""
     if key not in DIAGNOSABLE:
         raise UserError(f"--format {key} cannot be diagnosed: choose one of {', '.join(DIAGNOSABLE)}")
     bundle = open_bundle(bundle_dir or Path(artifacts) / task / "bundle")
@@ -152,18 +157,82 @@ def diagnose(task: str, key: str, artifacts: Path = Path("artifacts"), bundle_di
     reference = "onnx-fp32" if key.startswith("onnx") else "tflite-fp32"
     if reference not in bundle.models:
         raise UserError(f"bundle {bundle.root} lacks {reference}, the float reference for {key}")
-    inputs = diagnosis_inputs(bundle, images, calibration_dir)
+    calibration = diagnosis_inputs(bundle, images, calibration_dir)
+    flipped = flipped_images(bundle, key, Path(artifacts) / task, data_dir) if effect else None
+    inputs = calibration
+    if flipped is not None and len(flipped["inputs"]) and flipped["flips"]:
+        inputs = flipped["inputs"][:max(images, flipped["flips"])]
     rows = (diagnose_onnx if key.startswith("onnx") else diagnose_tflite)(bundle, key, inputs)
     if not rows:
         raise UserError(f"no comparable layers found between {reference} and {key}")
     worst = sorted(rows, key=lambda r: r["sqnr_db"])
     result = {"task": task, "format": key, "bundle": str(bundle.root), "images": int(len(inputs)),
-              "layers": rows, "worst": worst[:top], "first_collapse": first_collapse(rows)}
+              "on": "flipped test images" if inputs is not calibration else "calibration images",
+              "flips": None if flipped is None else flipped["flips"],
+              "layers": rows, "worst": worst[:top], "first_collapse": first_collapse(rows),
+              "effect": None}
+    if flipped is not None and key in ("tflite-int8", "onnx-int8"):
+        result["effect"] = effect_ranking(bundle, key, flipped, calibration_dir)
     out = Path(bundle.root).parent / f"diagnose-{key}"
     write_json(out.with_suffix(".json"), result)
     write_text(out.with_suffix(".md"), render(result))
     result["report"] = str(out.with_suffix(".md"))
     return result
+
+
+def flipped_images(bundle, key: str, trained_dir: Path, data_dir: str | None) -> dict | None:
+    """The test images ranked worst first (flipped, then by output error) with the Keras float
+    model's probabilities for them; None when the trained model is not beside the bundle."""
+    from device.backends import load_classifier
+    from device.preprocess import to_input
+    from export.compare import predict_all
+    from export.fallback import ranking_set
+    from export.source import Trained, training_data
+
+    folder = next((f for f in (Path(bundle.root).parent, trained_dir)
+                   if (f / "model.keras").is_file() and (f / "metrics.json").is_file()), None)
+    if folder is None:
+        print("diagnose: no model.keras beside the bundle or in the artifacts; SQNR on "
+              "calibration images only")
+        return None
+    trained = Trained(bundle.task, folder, json.loads((folder / "metrics.json").read_text()))
+    model = trained.load_model()
+    x = to_input(training_data(trained, data_dir).x_test, trained.spec)
+    reference = model.predict(x, batch_size=256, verbose=0)
+    entry = bundle.models[key]
+    probs = predict_all(load_classifier(bundle.model_path(key), entry["format"]), x)
+    chosen = ranking_set(probs, reference)
+    return {"model": model, "trained": trained, "inputs": x[chosen],
+            "reference": reference[chosen], "format": entry["format"],
+            "flips": int(np.sum(probs.argmax(1) != reference.argmax(1)))}
+
+
+def effect_ranking(bundle, key: str, flipped: dict, calibration_dir: Path | None) -> list[dict]:
+    """Each weighted layer kept in float alone, re-quantised with the task's calibration set:
+    flips undone and output error removed on the worst images, largest effect first."""
+    import calibration_data
+    from device.check import load_samples
+    from export.fallback import QUANTISERS, rank_layers
+    from export.formats._context import ExportContext
+
+    spec = {k: v for k, v in bundle.preprocessing.items() if k != "int8_input"}
+    try:
+        x, _, _ = calibration_data.load(bundle.task, spec, bundle.labels,
+                                        calibration_dir or calibration_data.HERE)
+    except UserError:
+        x, _ = load_samples(bundle)  # what the export calibrated on is gone: the closest set
+    int8_io = bundle.metadata.get("input", {}).get("int8_io", "int8")
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        flipped["model"].export(str(work / "saved_model"), format="tf_saved_model",
+                                verbose=False)
+        context = ExportContext(work / "saved_model", work, x, int8_io)
+        if key == "onnx-int8":
+            context._cache["onnx_fp32"] = bundle.model_path("onnx-fp32")
+        quantiser = QUANTISERS[key](context, flipped["model"])
+        ranking = rank_layers(quantiser, flipped["format"], flipped["inputs"],
+                              flipped["reference"], work / "rank")
+    return [{k: v for k, v in row.items() if k != "layer_ref"} for row in ranking]
 
 
 def diagnosis_inputs(bundle, images: int, calibration_dir: Path | None) -> np.ndarray:
@@ -185,9 +254,20 @@ def diagnosis_inputs(bundle, images: int, calibration_dir: Path | None) -> np.nd
 
 def render(result: dict) -> str:
     lines = [f"# Quantisation diagnosis: {result['task']} {result['format']}", "",
-             f"{result['images']} images through the float and the quantised model; every shared "
+             f"{result['images']} {result.get('on', 'images')} through the float and the quantised model; every shared "
              "activation compared. SQNR in dB (higher is better; int8 layers are typically "
              "25-40 dB), cosine similarity, RMSE relative to the float activation's std.", ""]
+    effect = result.get("effect")
+    if effect:
+        lines += ["## Layers by their effect on the output", "",
+                  f"Each layer kept in float alone (the rest int8), run on the {result['images']} "
+                  f"worst test images ({result['flips']} flipped): flips undone and mean output "
+                  "error (L1 between probability vectors) removed. The first row is the layer to "
+                  "keep in float (what the export's fallback does).", "",
+                  "| # | layer | flips undone | output error removed |", "|---:|---|---:|---:|"]
+        lines += [f"| {i} | `{r['layer']}` | {r['flips_undone']} | {r['error_reduction']} |"
+                  for i, r in enumerate(effect, 1)]
+        lines.append("")
     collapse = result["first_collapse"]
     if collapse:
         lines += [f"**First collapse in graph order:** `{collapse['layer']}` "
@@ -204,7 +284,15 @@ def render(result: dict) -> str:
 
 
 def print_table(result: dict) -> None:
-    print(f"{result['task']} {result['format']}: worst layers first ({result['images']} images)")
+    if result.get("effect"):
+        print(f"{result['task']} {result['format']}: layers by effect on the output "
+              f"({result['flips']} flipped test images)")
+        print(f"{'#':>3}  {'layer':<40}{'flips undone':>14}{'error removed':>15}")
+        for i, row in enumerate(result["effect"], 1):
+            print(f"{i:>3}  {row['layer'][:39]:<40}{row['flips_undone']:>14}"
+                  f"{row['error_reduction']:>15.4f}")
+    print(f"{result['task']} {result['format']}: worst SQNR first ({result['images']} "
+          f"{result.get('on', 'images')})")
     print(f"{'#':>3}  {'layer':<48}{'SQNR dB':>9}{'cosine':>9}{'RMSE/std':>10}")
     for i, row in enumerate(result["worst"], 1):
         print(f"{i:>3}  {row['layer'][:47]:<48}{row['sqnr_db']:>9.2f}{row['cosine']:>9.4f}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from device.preprocess import to_input
 from export.compare import NEAR_TIE_MARGIN, compare, median_latency_ms, predict_all
 from export.formats import DEFAULT_FORMATS, FORMATS
 from export.formats._context import ExportContext
-from export.regression import QUANTISED, explain, thresholds, violations
+from export.regression import MIXED_SUFFIX, explain, is_checked, thresholds, verdict
 from export.source import Trained, load_trained, training_data
 
 SAMPLES_PER_CLASS = 20
@@ -116,8 +117,11 @@ def export_versions() -> dict:
 def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | None = None,
            data_dir: str | None = None, int8_io: str = "int8", calibration_count: int = 500,
            calibration_seed: int = 0, latency_runs: int = 100,
-           calibration_dir: Path | None = None) -> Path:
-    """Export every requested format of ``task`` into ``artifacts/<task>/bundle``; return it."""
+           calibration_dir: Path | None = None, fallback: bool = True) -> Path:
+    """Export every requested format of ``task`` into ``artifacts/<task>/bundle``; return it.
+
+    With ``fallback``, an int8 model that fails its thresholds gets a partly-float sibling
+    (``tflite-int8-mixed``...; export/fallback.py) when one within them can be found."""
     formats = formats or DEFAULT_FORMATS
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
@@ -147,8 +151,11 @@ def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | 
         x_test = to_input(data.x_test, spec)
         samples_x, samples_y = sample_set(data, SAMPLES_PER_CLASS, calibration_seed)
         np.savez(staging / "samples.npz", x=samples_x, y=samples_y)
-        rows, entries = evaluate_formats(model, staging, formats, x_test, data, latency_runs,
-                                         (to_input(samples_x, spec), samples_y))
+        rows, entries, evaluation = evaluate_formats(model, staging, formats, x_test, data,
+                                                     latency_runs,
+                                                     (to_input(samples_x, spec), samples_y))
+        if fallback:
+            add_mixed_models(context, model, evaluation, staging, rows, entries)
         metadata = build_metadata(trained, data, entries, staging, int8_io)
         write_json(staging / "metadata.json", metadata)
         report = {"task": task, "created": metadata["created"], "test_images": int(len(x_test)),
@@ -163,47 +170,107 @@ def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | 
     return bundle
 
 
+@dataclass
+class Evaluation:
+    """What every model of one export is judged against: the Keras float model's test-split
+    probabilities, the thresholds, and the bundle's own samples."""
+
+    x_test: np.ndarray
+    data: object
+    reference: np.ndarray
+    limits: dict
+    samples: tuple[np.ndarray, np.ndarray]
+    latency_runs: int
+
+    def compare_file(self, path: Path, model_format: str) -> dict:
+        """Test-split numbers of one model file through the device's own backend."""
+        classifier = load_classifier(path, model_format, threads=1)
+        return compare(predict_all(classifier, self.x_test), self.reference, self.data.y_test,
+                       self.data.labels)
+
+
 def evaluate_formats(model, staging: Path, formats: list[str], x_test: np.ndarray, data,
                      latency_runs: int, samples: tuple[np.ndarray, np.ndarray]
-                     ) -> tuple[list[dict], list[dict]]:
+                     ) -> tuple[list[dict], list[dict], Evaluation]:
     """Report rows (Keras reference first) and metadata model entries for every exported file.
 
     Each entry also records its accuracy on the bundle's own samples, which ``device check``
-    reproduces on the target after a deploy."""
+    reproduces on the target after a deploy, and its verdict (export/regression.py)."""
     reference = model.predict(x_test, batch_size=256, verbose=0)
-    single = x_test[:1]
-    keras_latency = median_latency_ms(lambda x: model(x, training=False), single, latency_runs)
+    keras_latency = median_latency_ms(lambda x: model(x, training=False), x_test[:1],
+                                      latency_runs)
     rows = [{"format": "keras-fp32", "file": "model.keras", "bytes": None,
              **compare(reference, reference, data.y_test, data.labels), **keras_latency}]
+    evaluation = Evaluation(x_test, data, reference, thresholds(data.task), samples, latency_runs)
     entries = []
-    limits = thresholds(data.task)
     for key in formats:
         spec = FORMATS[key]
-        path = staging / spec.filename
-        classifier = load_classifier(path, spec.format, threads=1)
-        probs = predict_all(classifier, x_test)
-        single_classifier = load_classifier(path, spec.format, threads=1)
-        latency = median_latency_ms(single_classifier.predict, single, latency_runs)
-        row = {"format": key, "file": spec.filename, "bytes": path.stat().st_size,
-               **compare(probs, reference, data.y_test, data.labels), **latency}
-        if key in QUANTISED:
-            row["violations"] = violations(row, limits)
-            if row["violations"]:
-                print("warning: " + explain(data.task, key, row["violations"]), flush=True)
+        row, entry = evaluate_model(evaluation, key, staging / spec.filename, spec.format,
+                                    spec.precision)
         rows.append(row)
-        print(f"{key}: accuracy {row['accuracy']:.4f} ({row['accuracy_delta'] * 100:+.2f} pt), "
-              f"agreement {row['agreement']:.4f}, {row['median_ms']:.2f} ms", flush=True)
-        entry = {"key": key, "file": spec.filename, "format": spec.format,
-                 "precision": spec.precision, "bytes": path.stat().st_size,
-                 "sha256": sha256_of(path), "test_accuracy": row["accuracy"],
-                 "agreement_with_fp32": row["agreement"],
-                 "sample_accuracy": float(np.mean(
-                     predict_all(classifier, samples[0]).argmax(1) == samples[1]))}
-        quantization = input_quantization(path, spec.format)
-        if quantization:
-            entry["input_quantization"] = quantization
         entries.append(entry)
-    return rows, entries
+    return rows, entries, evaluation
+
+
+def evaluate_model(evaluation: Evaluation, key: str, path: Path, model_format: str,
+                   precision: str, layers_kept_float: list[str] | None = None
+                   ) -> tuple[dict, dict]:
+    """One model file's report row and metadata entry (with its verdict)."""
+    data = evaluation.data
+    classifier = load_classifier(path, model_format, threads=1)
+    probs = predict_all(classifier, evaluation.x_test)
+    single_classifier = load_classifier(path, model_format, threads=1)
+    latency = median_latency_ms(single_classifier.predict, evaluation.x_test[:1],
+                                evaluation.latency_runs)
+    row = {"format": key, "file": path.name, "bytes": path.stat().st_size,
+           **compare(probs, evaluation.reference, data.y_test, data.labels), **latency}
+    judged = verdict(row, evaluation.limits, layers_kept_float, checked=is_checked(key))
+    if is_checked(key):
+        row["violations"] = judged["violations"]
+        if row["violations"]:
+            print("warning: " + explain(data.task, key, row["violations"]), flush=True)
+    if layers_kept_float:
+        row["layers_kept_float"] = list(layers_kept_float)
+    print(f"{key}: accuracy {row['accuracy']:.4f} ({row['accuracy_delta'] * 100:+.2f} pt), "
+          f"agreement {row['agreement']:.4f}, {row['median_ms']:.2f} ms", flush=True)
+    samples_x, samples_y = evaluation.samples
+    entry = {"key": key, "file": path.name, "format": model_format,
+             "precision": precision, "bytes": path.stat().st_size,
+             "sha256": sha256_of(path), "test_accuracy": row["accuracy"],
+             "agreement_with_fp32": row["agreement"],
+             "sample_accuracy": float(np.mean(
+                 predict_all(classifier, samples_x).argmax(1) == samples_y)),
+             "verdict": judged}
+    quantization = input_quantization(path, model_format)
+    if quantization:
+        entry["input_quantization"] = quantization
+    return row, entry
+
+
+def add_mixed_models(context, model, evaluation: Evaluation, staging: Path, rows: list[dict],
+                     entries: list[dict]) -> None:
+    """For each failing int8 model: keep its costliest layers in float, one at a time, until the
+    thresholds pass (export/fallback.py); bundle the result under its own ``-mixed`` key. The
+    fully int8 file stays, marked failing, so the device never picks it by default."""
+    from export.fallback import QUANTISERS, accuracy_controlled
+
+    for entry in list(entries):
+        key = entry["key"]
+        if key not in QUANTISERS or entry["verdict"]["ok"]:
+            continue
+        found = accuracy_controlled(QUANTISERS[key](context, model), evaluation,
+                                    staging / entry["file"], entry["format"])
+        if found is None:
+            continue
+        path, layers = found
+        row, mixed = evaluate_model(evaluation, mixed_key(key), path, entry["format"],
+                                    f"{entry['precision']}{MIXED_SUFFIX}", layers)
+        rows.append(row)
+        entries.append(mixed)
+
+
+def mixed_key(key: str) -> str:
+    return f"{key}{MIXED_SUFFIX}"
 
 
 def build_metadata(trained: Trained, data, entries: list[dict], staging: Path,
@@ -221,6 +288,8 @@ def build_metadata(trained: Trained, data, entries: list[dict], staging: Path,
         "input": {"shape": [1, *spec["size"], spec["channels"]], "dtype": "float32",
                   "layout": "NHWC", "int8_io": int8_io},
         "preprocessing": spec,
+        # The bundle describes its own task, so the device runs a user's task like a built-in.
+        "pipeline": metrics.get("pipeline") or {"kind": "image"},
         "models": entries,
         "samples": {"file": "samples.npz", "sha256": sha256_of(staging / "samples.npz"),
                     "count": int(sum(1 for _ in np.load(staging / "samples.npz")["y"])),
@@ -257,6 +326,8 @@ def render_report(report: dict) -> str:
         size = f"{row['bytes'] / 1024:.0f} KB" if row["bytes"] else "—"
         verdict = "—" if "violations" not in row else (
             "yes" if not row["violations"] else "**no**: " + "; ".join(row["violations"]))
+        if row.get("layers_kept_float"):
+            verdict += " (kept in float: " + ", ".join(row["layers_kept_float"]) + ")"
         lines.append(f"| {row['format']} | {size} | {row['accuracy'] * 100:.2f} % | "
                      f"{row['accuracy_delta'] * 100:+.2f} pt | {row['agreement'] * 100:.2f} % | "
                      f"{row.get('flips', 0)} ({row.get('near_tie_flips', 0)}) | "

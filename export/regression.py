@@ -16,6 +16,13 @@ except ImportError:  # Python < 3.11
 THRESHOLDS_FILE = Path(__file__).with_name("thresholds.toml")
 #: Formats whose numbers are checked: everything that is not plain float32.
 QUANTISED = ("tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-int8", "onnx-dynamic")
+#: The key a partly-float model gets (export/fallback.py): ``tflite-int8`` -> ``tflite-int8-mixed``.
+MIXED_SUFFIX = "-mixed"
+
+
+def is_checked(key: str) -> bool:
+    """Whether ``key`` is a quantised model the thresholds judge (a mixed model is one)."""
+    return key.removesuffix(MIXED_SUFFIX) in QUANTISED
 
 
 def thresholds(task: str, path: Path = THRESHOLDS_FILE) -> dict:
@@ -59,6 +66,21 @@ def violations(comparison: dict, limits: dict) -> list[str]:
             found.append(f"class {label!r} recall drops {-delta * 100:.1f} pt "
                          f"(limit {limits['max_class_recall_drop_pt']} pt)")
     return found
+
+
+def verdict(comparison: dict, limits: dict, layers_kept_float: list[str] | None = None,
+            checked: bool = True) -> dict:
+    """The per-model verdict every bundle entry carries (docs/contracts.md): written here only.
+
+    ``checked=False`` (a float32 reference) is ok by definition: there is nothing to regress
+    against. The device never picks a model whose verdict is not ok."""
+    found = violations(comparison, limits) if checked else []
+    return {"ok": not found, "violations": found,
+            "accuracy_delta": round(float(comparison["accuracy_delta"]), 6),
+            "agreement": round(float(comparison["agreement"]), 6),
+            "decisive_agreement": round(float(comparison.get("decisive_agreement",
+                                                             comparison["agreement"])), 6),
+            "layers_kept_float": list(layers_kept_float or [])}
 
 
 def explain(task: str, model_key: str, found: list[str]) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from device.errors import UserError
-from device.tasks import get_task
+from device.tasks import TASKS, check_task_name
 
 
 @dataclass
@@ -43,18 +43,22 @@ class Trained:
 
 
 def load_trained(artifacts: Path, task: str) -> Trained:
-    get_task(task)
+    if task not in TASKS:
+        check_task_name(task)  # a user's task: any safe name with a trained model
     folder = Path(artifacts) / task
     metrics_path = folder / "metrics.json"
     if not (folder / "model.keras").is_file() or not metrics_path.is_file():
-        raise UserError(f"no trained model in {folder}: run `make train TASK={task}` first")
+        how = (f"make train TASK={task}" if task in TASKS
+               else f"python -m train images --data DIR --name {task}")
+        raise UserError(f"no trained model in {folder}: run `{how}` first")
     return Trained(task, folder, read_metrics(metrics_path, task))
 
 
 def read_metrics(path: Path, task: str) -> dict:
     """``metrics.json`` as a dict with the fields export needs, or one clear line saying what is
     wrong with it (a truncated write, a hand edit) and how to get a good one back."""
-    retrain = f"retrain with `make train TASK={task}`"
+    retrain = (f"retrain with `make train TASK={task}`" if task in TASKS
+               else f"retrain with `python -m train images --data DIR --name {task}`")
     try:
         metrics = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as exc:
@@ -80,6 +84,9 @@ def training_data(trained: Trained, data_dir: str | None = None):
     from train.data import load_dataset, resolve_data_dir
 
     config = trained.metrics.get("config", {})
+    images = (config.get("extra") or {}).get("images")
+    if images:
+        return user_folders(trained, images, data_dir, config.get("seed", 42))
     embedded = bool(config.get("embedded"))
     folder = None
     if not embedded:
@@ -90,4 +97,19 @@ def training_data(trained: Trained, data_dir: str | None = None):
     if data.labels != trained.labels:
         raise UserError(f"the dataset's classes {data.labels} differ from the model's "
                         f"{trained.labels}: pass the --data-dir the model was trained on")
+    return data
+
+
+def user_folders(trained: Trained, recorded: dict, data_dir: str | None, seed: int):
+    """A user's task (``python -m train images``): its folders read and split exactly as in
+    training (same test fraction and seed), or from ``--data-dir`` if they moved."""
+    from train.data import folders
+
+    folder = Path(data_dir).expanduser() if data_dir else Path(recorded["folder"])
+    data = folders.load(folder, trained.task, trained.spec["size"][0], recorded.get("colour", "rgb"),
+                        recorded.get("test_split", folders.DEFAULT_TEST_FRACTION), seed,
+                        quiet=True)
+    if data.labels != trained.labels:
+        raise UserError(f"the classes in {folder} {data.labels} differ from the model's "
+                        f"{trained.labels}: pass --data-dir with the folder it was trained on")
     return data

@@ -122,6 +122,7 @@ def test_deploy_check_switch_noop_broken_and_rollback(ssh_server, quick_artifact
     bad = make("deploy", ssh_server, broken_root, base)
     assert bad.returncode != 0 and "failed" in bad.stdout
     assert "FAIL" in bad.stderr  # device check on the target caught it
+    assert "error: check failed: tflite-int8" in bad.stdout  # the check's own reason line
     assert current_release(base) == release
 
     newer_root = tmp_path / "newer"
@@ -157,3 +158,175 @@ def test_deploy_local_and_rollback_local(quick_artifacts, tmp_path):
                          cwd=REPO, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout + run.stderr
     assert (target / "current" / "bundle" / "metadata.json").is_file()
+
+
+# --- issue 14: crash-safe releases -----------------------------------------------------------
+
+def variant(artifacts: Path, root: Path, note: str) -> Path:
+    """An artifacts root whose digits bundle differs from ``artifacts``' only by a metadata note
+    (a new content hash, so a new release), checksums intact."""
+    bundle = root / "digits" / "bundle"
+    shutil.copytree(artifacts / "digits" / "bundle", bundle)
+    meta_path = bundle / "metadata.json"
+    meta_path.chmod(0o644)
+    meta = json.loads(meta_path.read_text())
+    meta["note"] = note
+    meta_path.write_text(json.dumps(meta))
+    return root
+
+
+def deploy_local(artifacts: Path, base: Path, *extra: str, wait: bool = True):
+    command = [os.sys.executable, "-m", "deploy", "local", "--task", "digits", "--artifacts",
+               str(artifacts), "--dir", str(base), "--systemd", "none", *extra]
+    if not wait:
+        return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+
+
+def good_marked(base: Path) -> dict[str, bool]:
+    """Final-named releases and whether each carries the good mark."""
+    return {p.name: (p / ".edgekit-good").is_file() for p in (base / "releases").iterdir()
+            if not p.name.endswith((".partial", ".failed"))}
+
+
+def check_process_running(base: Path) -> bool:
+    """A `device check` running inside one of ``base``'s releases (read from /proc)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if b"check" in cmdline and b"device" in cmdline and cwd.startswith(str(base)):
+            return True
+    return False
+
+
+def wait_for(condition, process, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
+def staging_of(pid: int) -> list[Path]:
+    import tempfile
+    return list(Path(tempfile.gettempdir()).glob(f"edgekit-release-{pid}-*"))
+
+
+def test_kill_9_during_deploys_then_rollback_lands_on_a_good_release(quick_artifacts, tmp_path):
+    """Before: a deploy killed during its check left an unchecked release under its final name;
+    rollback activated it, pruning counted it, and each kill leaked /tmp/edgekit-release-*."""
+    artifacts = quick_artifacts("digits")
+    base = tmp_path / "pi"
+    first = deploy_local(variant(artifacts, tmp_path / "a", "a"), base)
+    assert first.returncode == 0, first.stdout + first.stderr
+    release_a = current_release(base)
+    time.sleep(1.1)
+    second = deploy_local(variant(artifacts, tmp_path / "b", "b"), base)
+    assert second.returncode == 0, second.stdout + second.stderr
+    release_b = current_release(base)
+
+    killed = []
+    points = {"staging": lambda p: bool(staging_of(p.pid)),
+              "upload": lambda p: bool(list((base / "releases").glob("*.partial"))),
+              "check": lambda p: check_process_running(base)}
+    for index, (point, reached) in enumerate(points.items()):
+        time.sleep(1.1)
+        process = deploy_local(variant(artifacts, tmp_path / f"c{index}", point), base,
+                               wait=False)
+        wait_for(lambda p=process, r=reached: r(p), process)
+        process.kill()
+        process.communicate()
+        killed.append(process.pid)
+        assert current_release(base) == release_b, point
+        assert all(good_marked(base).values()), (point, good_marked(base))
+    while check_process_running(base):  # the orphaned check of the last kill ends on its own
+        time.sleep(0.2)
+
+    back = subprocess.run([os.sys.executable, "-m", "deploy", "rollback", "--local", str(base)],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert current_release(base) == release_a and good_marked(base)[release_a]
+    check = subprocess.run([str(base / "venv" / "bin" / "python"), "-m", "device", "check",
+                            "--bundle", "bundle"], cwd=base / "current", capture_output=True,
+                           text=True, timeout=300)
+    assert check.returncode == 0, check.stdout + check.stderr
+
+    time.sleep(1.1)
+    again = deploy_local(variant(artifacts, tmp_path / "d", "d"), base, "--keep", "1")
+    assert again.returncode == 0, again.stdout + again.stderr  # the lock died with the kills
+    assert not list((base / "releases").glob("*.partial"))  # swept under the lock
+    assert not any(staging_of(pid) for pid in killed)  # swept: their processes are gone
+    assert list(good_marked(base)) == [current_release(base)]  # --keep 1: the newest good one
+
+
+def test_two_deploys_to_one_target_never_interleave(quick_artifacts, tmp_path):
+    artifacts = quick_artifacts("digits")
+    base = tmp_path / "pi"
+    one = deploy_local(variant(artifacts, tmp_path / "one", "one"), base, wait=False)
+    two = deploy_local(variant(artifacts, tmp_path / "two", "two"), base, wait=False)
+    outputs = [process.communicate(timeout=900) for process in (one, two)]
+    # Each either deployed (the second after waiting for the lock) or refused with the lock's
+    # line (the first took longer than the wait, e.g. installing the venv); never both failed,
+    # never a half-made release.
+    deployed = [out for out, _ in outputs if "deployed" in out]
+    refused = [out for out, _ in outputs if "another deploy to this target is in progress" in out]
+    assert deployed and len(deployed) + len(refused) == 2, outputs
+    assert sorted(p.returncode for p in (one, two)) == ([0, 0] if len(deployed) == 2 else [0, 1])
+    marked = good_marked(base)
+    assert len(marked) == len(deployed) and all(marked.values())
+    assert current_release(base) in marked
+    assert not list((base / "releases").glob("*.partial"))
+
+
+def test_a_failed_deploy_shows_the_checks_own_error_line(quick_artifacts, tmp_path):
+    """Before: the reason was the check's last output line, often an XNNPACK INFO line."""
+    artifacts = quick_artifacts("digits")
+    root = variant(artifacts, tmp_path / "short", "short")
+    meta_path = root / "digits" / "bundle" / "metadata.json"
+    meta = json.loads(meta_path.read_text())
+    meta["labels"] = meta["labels"][:9]
+    meta_path.write_text(json.dumps(meta))
+    base = tmp_path / "pi"
+    result = deploy_local(root, base)
+    assert result.returncode == 1
+    line = next(line for line in result.stdout.splitlines() if "failed" in line)
+    assert "error: check failed: tflite-int8: model has 10 outputs but the bundle lists 9 " \
+           "labels" in line, line
+    assert "INFO" not in line and not (base / "current").exists()
+    assert good_marked(base) == {}
+
+
+def test_kill_9_over_ssh_then_rollback_and_redeploy(ssh_server, quick_artifacts, tmp_path):
+    """The deploy lock over SSH dies with a killed deployer (its ssh's stdin closes)."""
+    artifacts = quick_artifacts("digits")
+    base = tmp_path / "pi" / "edge"
+    first = make("deploy", ssh_server, variant(artifacts, tmp_path / "a", "a"), base)
+    assert first.returncode == 0, first.stdout + first.stderr
+    release_a = current_release(base)
+    time.sleep(1.1)
+    second = make("deploy", ssh_server, variant(artifacts, tmp_path / "b", "b"), base)
+    assert second.returncode == 0, second.stdout + second.stderr
+    time.sleep(1.1)
+    root = variant(artifacts, tmp_path / "c", "c")
+    process = subprocess.Popen(
+        [os.sys.executable, "-m", "deploy", "push", "--task", "digits", "--artifacts", str(root),
+         "--hosts", ssh_server["host"], "--port", str(ssh_server["port"]), "--dir", str(base),
+         "--ssh-opts", ssh_server["options"], "--systemd", "none"], cwd=REPO,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: check_process_running(base), process)
+    process.kill()
+    process.communicate()
+    assert all(good_marked(base).values())
+    back = make("rollback", ssh_server, artifacts, base)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert current_release(base) == release_a
+    time.sleep(1.1)
+    again = make("deploy", ssh_server, root, base)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not list((base / "releases").glob("*.partial"))

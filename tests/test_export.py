@@ -64,7 +64,7 @@ def test_metadata_describes_files_and_preprocessing(digits_bundle):
         path = digits_bundle / entry["file"]
         assert entry["bytes"] == path.stat().st_size and entry["sha256"] == sha256_of(path)
         assert entry["format"] in ("tflite", "onnx")
-        assert entry["precision"] in ("fp32", "fp16", "dynamic", "int8")
+        assert entry["precision"] in ("fp32", "fp16", "dynamic", "int8", "int8-mixed")
     fp32 = next(e for e in metadata["models"] if e["key"] == "tflite-fp32")
     int8_entry = next(e for e in metadata["models"] if e["key"] == "tflite-int8")
     assert int8_entry["bytes"] <= 0.3 * fp32["bytes"]

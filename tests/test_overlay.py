@@ -188,6 +188,16 @@ def test_visualize_shows_the_model_input_as_an_inset():
     assert annotated[200:, 200:].max() == 0                  # nothing else drawn there
 
 
+def test_a_colour_inset_is_the_models_rgb_shown_in_true_colour():
+    """Colour models and the hand crop hand the overlay RGB: a red input stays red."""
+    base = np.zeros((480, 640, 3), np.uint8)
+    red_rgb = np.zeros((96, 96, 3), np.uint8)
+    red_rgb[:, :, 0] = 255
+    annotated = visualize(base, {"label": "apple", "score": 0.9, "box": None}, 30.0,
+                          inset=red_rgb)
+    assert annotated[50, 600].tolist() == [0, 0, 255]     # BGR red
+
+
 def test_visualize_shows_the_camera_rate():
     base = np.full((480, 640, 3), BACKGROUND, np.uint8)
     fast = visualize(base, {"label": "nothing"}, 30.0)

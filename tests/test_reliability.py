@@ -273,7 +273,14 @@ def start_export(root: Path, data_dir: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "export", "digits", "--artifacts", str(root),
                              "--data-dir", str(data_dir), "--formats", "tflite-fp32,tflite-int8",
                              "--calibration-count", "50", "--latency-runs", "2"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
+
+
+def default_sigint() -> None:
+    """A shell's background job inherits SIGINT ignored, and Python then keeps ignoring it:
+    give the export the SIGINT a terminal's Ctrl-C delivers."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])

@@ -218,3 +218,25 @@ def test_window_mode_without_a_display_is_one_error_line(digits_bundle, held_dig
     assert len(lines) == 1 and lines[0].startswith("error: cannot open a window"), lines
     assert "serve" in lines[0] and "--headless" in lines[0]
     assert completed.stdout == ""
+
+
+def test_no_camera_is_one_line_naming_a_video_and_footage_writes_one(digits_bundle, tmp_path):
+    """No camera at that index: one line that names a video to play; ``footage`` writes it
+    (what ``make demo`` runs) and ``run`` plays it."""
+    missing = subprocess.run(
+        [sys.executable, "-m", "device", "run", "--bundle", str(digits_bundle), "--source", "9",
+         "--headless"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    lines = missing.stderr.strip().splitlines()
+    assert missing.returncode == 2 and len(lines) == 1, missing.stderr
+    assert lines[0].startswith("error: no camera at index 9") and "footage.avi" in lines[0]
+    video = tmp_path / "demo" / "footage.avi"
+    made = subprocess.run([sys.executable, "-m", "device", "footage", "--bundle",
+                           str(digits_bundle), "--out", str(video), "--frames", "30"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    played = subprocess.run(
+        [sys.executable, "-m", "device", "run", "--bundle", str(digits_bundle), "--source",
+         str(video), "--headless"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    records = [json.loads(line) for line in played.stdout.splitlines()]
+    assert played.returncode == 0 and len(records) == 30
+    assert records[0]["source"] == "footage.avi"

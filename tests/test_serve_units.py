@@ -66,7 +66,7 @@ def served():
         producer = Producer(hub, rate, frames)
         encoder.start()
         producer.start()
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         started.append((server, hub, encoder, producer))
         return server, hub, encoder, producer
 
@@ -166,6 +166,15 @@ def test_nothing_outside_the_routes_is_reachable(served, path):
             reply += chunk
     assert reply.startswith(b"HTTP/1.0 404"), reply[:80]
     assert b"root:" not in reply and b"import" not in reply
+
+
+def test_a_page_bound_to_this_machine_refuses_other_host_names(served):
+    """DNS rebinding: evil.example resolving to 127.0.0.1 must not read the camera."""
+    server, *_ = served()
+    port = server.server_address[1]
+    assert get(server.url, headers={"Host": f"evil.example:{port}"})[0] == 403
+    assert get(server.url, headers={"Host": f"localhost:{port}"})[0] == 200
+    assert get(server.url)[0] == 200
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
@@ -278,8 +287,19 @@ def test_paced_source_plays_at_the_video_rate_and_loops():
 
 
 def test_window_problem_names_the_missing_display():
-    assert "DISPLAY" in window_problem(environ={}, platform="linux", gui=lambda: True)
-    assert window_problem(environ={"DISPLAY": ":0"}, platform="linux", gui=lambda: True) is None
-    assert window_problem(environ={}, platform="darwin", gui=lambda: True) is None
+    def never():
+        raise AssertionError("no probe needed")
+    assert "DISPLAY" in window_problem(environ={}, platform="linux", gui=lambda: True,
+                                       opens=never)
+    assert window_problem(environ={"DISPLAY": ":0"}, platform="linux", gui=lambda: True,
+                          opens=lambda: True) is None
+    assert window_problem(environ={}, platform="darwin", gui=lambda: True, opens=never) is None
     assert "no window support" in window_problem(environ={"DISPLAY": ":0"}, platform="linux",
-                                                 gui=lambda: False)
+                                                 gui=lambda: False, opens=never)
+
+
+def test_a_display_that_cannot_open_a_window_is_named():
+    """DISPLAY set but unreachable (a stale ssh forward): the child probe fails, not us."""
+    problem = window_problem(environ={"DISPLAY": ":99"}, platform="linux", gui=lambda: True,
+                             opens=lambda: False)
+    assert problem == "OpenCV could not open a window on display :99"

@@ -6,6 +6,7 @@ Examples::
     DATA_DIR=../shared/datasets python -m train fruits --classes "Cherry 3,Plum 5"
     python -m train handsigns --epochs 80 --image-size 96
     python -m train digits --embedded          # no files, no internet: scikit-learn's digits
+    python -m train images --data captures/ --name gestures   # your own classes: DIR/<class>/*
 """
 
 from __future__ import annotations
@@ -44,14 +45,17 @@ def common_options() -> argparse.ArgumentParser:
                       "(default: $DATA_DIR; if unset, download when online)")
     data.add_argument("--limit-per-class", type=number(int, 1), metavar="N",
                       help="use at most N training images per class (quick runs)")
-    data.add_argument("--val-split", type=number(float, 0.0, 0.5, high_open=True), default=0.1,
-                      help="fraction of the training data held out for validation (default 0.1; "
+    data.add_argument("--val-split", type=number(float, 0.0, 0.5, high_open=True), default=None,
+                      help="fraction of the training data held out for validation (default 0.1; a user's "
+                           "task: 0 below 200 images; "
                            "0 trains on all of it, for a final run once the recipe is settled)")
     model = parent.add_argument_group("model and recipe (defaults depend on the task)")
-    model.add_argument("--arch", choices=["convnet", "mobilenetv3small", "landmarks"],
-                       help="small from-scratch convnet, a MobileNetV3-Small backbone, or "
-                            "(handsigns) a classifier on MediaPipe hand landmarks; default: "
-                            "the task's (train/trainer.py DEFAULT_ARCH)")
+    model.add_argument("--arch", choices=["convnet", "convnet-small", "mobilenetv3small",
+                                          "landmarks"],
+                       help="small from-scratch convnet, a Pi-sized one on trial (convnet-small; "
+                            "digits only differs), a MobileNetV3-Small backbone, or (handsigns) "
+                            "a classifier on MediaPipe hand landmarks; default: the task's "
+                            "(train/trainer.py DEFAULT_ARCH)")
     model.add_argument("--hand-models", choices=["full", "lite"], default="full",
                        help="--arch landmarks: MediaPipe's full or lite palm/landmark models "
                             "(fetched by `python -m hand_models fetch`)")
@@ -109,7 +113,63 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "fruits":
             sub.add_argument("--classes", help="comma-separated class folder names (default: the "
                              "classic 16 when present, else every class found)")
+    add_images_command(tasks, parent)
     return parser
+
+
+def add_images_command(tasks, parent: argparse.ArgumentParser) -> None:
+    """``python -m train images``: a task of the user's own from any image-folder dataset."""
+    sub = tasks.add_parser(
+        "images", parents=[parent], help="your own classes from image folders (DIR/<class>/*)",
+        description="Train a task of your own from DIR/<class>/* (or DIR/train/<class>/* plus "
+                    "DIR/test/<class>/*), e.g. what `python -m device collect` captured. "
+                    "Without a test folder, a test split is held out by capture session. The "
+                    "recipe adapts to the data's size (a small convnet from scratch; "
+                    "--weights imagenet|FILE: a frozen pretrained MobileNetV3-Small). Writes "
+                    "artifacts/NAME/; then `python -m export NAME`. A class named 'none' means "
+                    "'nothing in view' and is reported as nothing.")
+    sub.add_argument("--data", required=True, type=Path, metavar="DIR",
+                     help="the image folders: DIR/<class>/* or DIR/{train,test}/<class>/*")
+    sub.add_argument("--name", required=True, help="your task's name (artifacts/NAME/)")
+    sub.add_argument("--test-split", type=number(float, 0.05, 0.5), default=0.2,
+                     metavar="FRACTION",
+                     help="without a test folder: the fraction held out, by capture session "
+                          "(default 0.2)")
+    # A few dozen images cannot spare a validation split worth reading: by default it is
+    # held out only from 200 training images on. (The subparsers share their option objects,
+    # so the "unset" default is None for every task: see DEFAULT_VAL_SPLIT.)
+
+
+#: The built-in tasks' validation fraction when --val-split is not given.
+DEFAULT_VAL_SPLIT = 0.1
+#: Below this many training images a user's task trains on all of them (no validation split).
+SMALL_DATA = 200
+
+
+def train_images(args, config_fields: dict) -> dict:
+    """Read and check the folders (no TensorFlow yet: a bad folder fails in a second), then
+    train on them."""
+    from device.tasks import CUSTOM_SIZE, check_task_name
+    from train.data import folders
+    from train.trainer import TrainConfig, train
+
+    check_task_name(args.name)
+    if args.weights and args.arch in (None, "convnet"):
+        config_fields["arch"] = "mobilenetv3small"  # pretrained weights need the backbone
+    pretrained = config_fields["arch"] == "mobilenetv3small"
+    size = args.image_size or (128 if pretrained else CUSTOM_SIZE)
+    dataset = folders.load(args.data, args.name, size, test_fraction=args.test_split,
+                           seed=args.seed)
+    if config_fields["val_split"] is None:
+        config_fields["val_split"] = 0.0 if len(dataset.y_train) < SMALL_DATA else 0.1
+    config_fields.update(task=args.name, data_dir=args.data.expanduser().resolve(),
+                         image_size=size,
+                         extra={"images": {"folder": str(args.data.expanduser().resolve()),
+                                           "test_split": args.test_split, "colour": "rgb"}})
+    from device.interrupts import terminate_as_interrupt
+
+    with terminate_as_interrupt():
+        return train(TrainConfig(**config_fields), dataset)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +179,16 @@ def main(argv: list[str] | None = None) -> int:
     from train.trainer import TrainConfig, train
 
     try:
+        if args.task == "images":
+            train_images(args, {
+                "arch": args.arch, "weights": args.weights, "epochs": args.epochs,
+                "batch_size": args.batch_size, "learning_rate": args.learning_rate,
+                "label_smoothing": args.label_smoothing, "weight_decay": args.weight_decay,
+                "mixup": args.mixup, "ema": args.ema, "val_split": args.val_split,
+                "limit_per_class": args.limit_per_class, "seed": args.seed,
+                "strategy": args.strategy, "mixed_precision": args.mixed_precision,
+                "tta": args.tta, "out_dir": Path(args.out)})
+            return 0
         embedded = getattr(args, "embedded", False)
         classes = getattr(args, "classes", None)
         config = TrainConfig(
@@ -128,7 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             arch=args.arch, weights=args.weights, image_size=args.image_size, epochs=args.epochs,
             batch_size=args.batch_size, learning_rate=args.learning_rate,
             label_smoothing=args.label_smoothing, weight_decay=args.weight_decay,
-            mixup=args.mixup, ema=args.ema, val_split=args.val_split,
+            mixup=args.mixup, ema=args.ema,
+            val_split=DEFAULT_VAL_SPLIT if args.val_split is None else args.val_split,
             limit_per_class=args.limit_per_class, seed=args.seed, strategy=args.strategy,
             mixed_precision=args.mixed_precision, tta=args.tta, out_dir=Path(args.out),
             extra={"hand_variant": args.hand_models})

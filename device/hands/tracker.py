@@ -31,8 +31,9 @@ from device.hands.palm import Palm, PalmDetector
 
 #: Tunable thresholds (written into a bundle's ``metadata["pipeline"]["thresholds"]``).
 DEFAULT_THRESHOLDS = {
-    # Palm detector: sigmoid score a palm needs (MediaPipe's min_detection_confidence).
-    "min_palm_score": 0.5,
+    # Palm detector: sigmoid score a palm needs (MediaPipe uses 0.5; 0.3 tuned on validation:
+    # the landmark presence check rejects the extra false palms).
+    "min_palm_score": 0.3,
     # Weighted NMS: detections overlapping the best one by more than this IoU are merged into it.
     "nms_iou": 0.3,
     # Landmark model: hand presence needed to report a hand and to keep tracking it
@@ -53,7 +54,7 @@ DEFAULT_THRESHOLDS = {
     # turn for video. A hand found there needs min_scan_presence (windows see more background
     # than a palm crop, so false hands are likelier). Empty list: no scan.
     "scan_sides": [1.0, 0.6],
-    "min_scan_presence": 0.8,
+    "min_scan_presence": 0.7,
 }
 
 

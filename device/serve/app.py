@@ -78,7 +78,8 @@ def pace(runner: Runner, run_options: RunOptions, options: ServeOptions) -> None
 
 def serve(run_options: RunOptions, options: ServeOptions, out: TextIO = sys.stdout,
           err: TextIO = sys.stderr) -> int:
-    """Run until the source ends (or Ctrl-C); returns the number of frames classified."""
+    """Run until the source ends (or Ctrl-C). Returns the exit status: 1 when the source
+    reports a problem after its last frame (skipped images, a truncated video), else 0."""
     check(options)
     hub = Hub()
     encoder = Encoder(hub, options.stream_fps, options.jpeg_quality, options.max_width)
@@ -90,13 +91,14 @@ def serve(run_options: RunOptions, options: ServeOptions, out: TextIO = sys.stdo
     except BaseException:
         server.server_close()
         raise
-    hub._inset_source = lambda: runner.pipeline.inset
+    hub.inset_source = lambda: runner.pipeline.inset
     hub.info.update(model=runner.model_key, bundle=str(run_options.bundle),
                     task=runner.pipeline.bundle.task, source=runner.source.name,
                     camera_fps=round(getattr(runner.source, "fps", 0.0) or 0.0, 2) or None)
     pace(runner, run_options, options)
     encoder.start()
-    threading.Thread(target=server.serve_forever, name="serve-http", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.1,), name="serve-http",
+                     daemon=True).start()
     print(f"serving {server.url} (model {runner.model_key}, source {runner.source.name}); "
           "Ctrl-C to stop", file=err, flush=True)
     if options.host not in ("127.0.0.1", "localhost", "::1") and not options.token:
@@ -114,4 +116,9 @@ def serve(run_options: RunOptions, options: ServeOptions, out: TextIO = sys.stdo
         server.stop()
         print(f"{frames} frames in {elapsed:.1f} s ({frames / max(elapsed, 1e-9):.1f} fps); "
               f"{encoder.encoded} JPEGs streamed", file=err, flush=True)
-    return frames
+    problem = getattr(runner.source, "problem", None)
+    message = problem() if problem else None
+    if message:
+        print(f"error: {message}", file=err, flush=True)
+        return 1
+    return 0

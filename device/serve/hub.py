@@ -42,7 +42,7 @@ class Hub:
                  inset_source: Callable[[], np.ndarray | None] | None = None):
         self.info = dict(info or {})
         self.started = time.monotonic()
-        self._inset_source = inset_source
+        self.inset_source = inset_source
         self._changed = threading.Condition()
         self._latest: Snapshot | None = None
         self._seq = 0
@@ -52,7 +52,7 @@ class Hub:
                 fps: float) -> None:
         """The runner's per-frame hook. The frame is kept by reference: the runner never
         draws on the frames its source hands out (the overlay draws on a copy)."""
-        inset = self._inset_source() if self._inset_source is not None else None
+        inset = self.inset_source() if self.inset_source is not None else None
         with self._changed:
             self._seq += 1
             self._latest = Snapshot(self._seq, frame, annotated, record, float(fps), inset,

@@ -65,6 +65,15 @@ def result_payload(hub: Hub) -> dict | None:
             "age_s": round(time.monotonic() - snapshot.at, 3)}
 
 
+def loopback_hosts(host: str, port: int) -> set[str] | None:
+    """The Host headers a page bound to this machine only may be asked for: a web page the
+    user visits could otherwise point its own domain at 127.0.0.1 (DNS rebinding) and read
+    the camera. None (no check) when listening on the network, where --token protects it."""
+    if host not in ("127.0.0.1", "::1", "localhost"):
+        return None
+    return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+
+
 class ViewServer(ThreadingHTTPServer):
     """Holds what the handlers share: the hub, the encoder, the token and the stream limit."""
 
@@ -83,6 +92,7 @@ class ViewServer(ThreadingHTTPServer):
         self.pages = {route: ((WEB / name).read_bytes(), kind)
                       for route, (name, kind) in PAGES.items()}
         super().__init__(address, Handler)
+        self.allowed_hosts = loopback_hosts(self.server_address[0], self.server_address[1])
 
     def stop(self) -> None:
         """End every stream, then stop accepting connections."""
@@ -107,6 +117,9 @@ class Handler(BaseHTTPRequestHandler):
         self.timeout = self.server.write_timeout
         super().setup()
 
+    def version_string(self) -> str:
+        return self.server_version
+
     def log_message(self, format, *args) -> None:  # noqa: A002  (the base class's name)
         """Quiet: a viewer's requests are not the device's log (journalctl stays readable)."""
 
@@ -126,6 +139,11 @@ class Handler(BaseHTTPRequestHandler):
     # routing -------------------------------------------------------------------------------
     def route(self, send_body: bool) -> None:
         url = urlsplit(self.path)
+        allowed, host = self.server.allowed_hosts, self.headers.get("Host")
+        if allowed is not None and host is not None and host.lower() not in allowed:
+            self.send_plain(HTTPStatus.FORBIDDEN, "unexpected Host header: open the page as "
+                            f"http://127.0.0.1:{self.server.server_address[1]}/\n")
+            return
         if not self.authorised(url.query):
             self.send_plain(HTTPStatus.UNAUTHORIZED, "token required: open the page as "
                             "http://HOST:PORT/?token=...\n", {"WWW-Authenticate": "Bearer"})

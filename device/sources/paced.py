@@ -45,5 +45,9 @@ class PacedSource:
         self._due += self.interval
         return item
 
+    def problem(self) -> str | None:
+        problem = getattr(self.source, "problem", None)
+        return problem() if problem else None
+
     def close(self) -> None:
         self.source.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Callable
 
 import cv2
@@ -13,11 +14,16 @@ from device.errors import UserError
 from device.sources.latest import LatestFrame
 
 BACKOFF_SECONDS = (0.25, 0.5, 1.0, 2.0, 4.0)
+#: The footage ``make demo`` writes (``python -m device footage``): what to play without a camera.
+DEMO_VIDEO = "artifacts/demo/footage.avi"
 
 
 def default_opener(index: int):
-    backend = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
-    return cv2.VideoCapture(index, backend)
+    if sys.platform.startswith("linux"):
+        if not Path(f"/dev/video{index}").exists():
+            return None     # OpenCV would only add two WARN lines to the one error
+        return cv2.VideoCapture(index, cv2.CAP_V4L2)
+    return cv2.VideoCapture(index, cv2.CAP_ANY)
 
 
 class WebcamSource:
@@ -34,8 +40,9 @@ class WebcamSource:
         self._sleep = sleep
         self._capture = self._open()
         if self._capture is None:
-            raise UserError(f"no camera at index {index}: check `ls /dev/video*`, the cable, "
-                            "and that no other program is using it (or pick another --source)")
+            raise UserError(f"no camera at index {index}: check `ls /dev/video*`, the cable "
+                            "and that no other program uses it; without a camera, play a video: "
+                            f"--source {DEMO_VIDEO} (make demo writes it) or any .mp4")
         self._latest = LatestFrame(self._grab)
 
     def _open(self):

@@ -88,7 +88,7 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train.trainer import DEFAULTS
+    from train.trainer import DEFAULT_ARCH, recipe_defaults
 
     parser = argparse.ArgumentParser(
         prog="python -m train", description=__doc__,
@@ -96,13 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
     parent = common_options()
     for name, spec in TASKS.items():
-        d = DEFAULTS[name]
+        arch = DEFAULT_ARCH[name]
+        d = recipe_defaults(name, arch)
+        model_input = ("MediaPipe hand landmarks (63 features)" if arch == "landmarks"
+                       else f"input {spec.size}px {spec.colour}")
         sub = tasks.add_parser(
             name, parents=[parent], help=spec.description,
-            description=f"Train the {name} classifier ({spec.description}). Defaults: "
-                        f"{d['epochs']} epochs, batch {d['batch_size']}, lr {d['learning_rate']}, "
-                        f"input {spec.size}px {spec.colour}. Writes artifacts/{name}/: model.keras, "
-                        "metrics.json, history.png, confusion.png, logs/ (TensorBoard).")
+            description=f"Train the {name} classifier ({spec.description}). Defaults: --arch "
+                        f"{arch}, {d['epochs']} epochs, batch {d['batch_size']}, lr "
+                        f"{d['learning_rate']}, {model_input}. Writes artifacts/{name}/: "
+                        "model.keras, metrics.json, history.png, confusion.png, logs/ "
+                        "(TensorBoard).")
         if name == "digits":
             sub.add_argument("--embedded", action="store_true",
                              help="train on scikit-learn's bundled digits (no files, no internet)")

@@ -283,3 +283,37 @@ def test_collect_from_an_image_folder_takes_every_image_whole(data_dir, tmp_path
     saved = sorted((tmp_path / "out" / "plum").glob("*.jpg"))
     assert len(saved) == 5
     assert cv2.imread(str(saved[0])).shape == cv2.imread(str(photos[0])).shape
+
+
+@pytest.mark.slow
+def test_pretrained_weights_file_is_loaded_into_a_frozen_backbone(data_dir, tmp_path):
+    """`--weights imagenet` downloads Keras' MobileNetV3-Small weights, which needs the
+    internet (no package registry ships them), so its wiring is tested with a weights file made
+    here: the same architecture, seeded, saved with save_weights. Training must start from
+    exactly those weights and leave them untouched (only the head learns)."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    backbone = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), include_top=False, weights=None, include_preprocessing=True,
+        pooling="avg", minimalistic=False)
+    weights = tmp_path / "backbone.weights.h5"
+    backbone.save_weights(weights)
+    data = tmp_path / "data"
+    copy_photos(fruit_photos(data_dir, "Cherry 3", count=12), data / "cherry")
+    copy_photos(fruit_photos(data_dir, "Plum 5", count=12), data / "plum")
+    done = run("-m", "train", "images", "--data", str(data), "--name", "wired", "--weights",
+               str(weights), "--image-size", "32", "--epochs", "1", "--out", str(tmp_path / "a"),
+               timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "a" / "wired" / "metrics.json").read_text())
+    assert metrics["arch"] == "mobilenetv3small" and metrics["config"]["weights"] == str(weights)
+    import train.models  # noqa: F401 - registers the custom layers
+
+    model = keras.models.load_model(tmp_path / "a" / "wired" / "model.keras", compile=False)
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert len(inner) == 1 and not inner[0].trainable
+    trained, original = inner[0].get_weights(), backbone.get_weights()
+    assert len(trained) == len(original)
+    for after, before in zip(trained, original):
+        np.testing.assert_array_equal(after, before)

@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "fruits":
             sub.add_argument("--classes", help="comma-separated class folder names (default: the "
                              "classic 16 when present, else every class found)")
-    add_images_command(tasks, parent)
+    add_images_command(tasks, common_options())  # its own copy: it changes a default
     return parser
 
 

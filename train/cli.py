@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "fruits":
             sub.add_argument("--classes", help="comma-separated class folder names (default: the "
                              "classic 16 when present, else every class found)")
-    add_images_command(tasks, parent)
+    add_images_command(tasks, common_options())  # its own copy: it changes a default
     return parser
 
 
@@ -154,6 +154,10 @@ def train_images(args, config_fields: dict) -> dict:
     from train.trainer import TrainConfig, train
 
     check_task_name(args.name)
+    recorded = {"folder": str(args.data.expanduser().resolve()),
+                "test_split": args.test_split, "colour": "rgb"}
+    if config_fields["arch"] == "landmarks":
+        return train_gestures(args, config_fields, recorded)
     if args.weights and args.arch in (None, "convnet"):
         config_fields["arch"] = "mobilenetv3small"  # pretrained weights need the backbone
     pretrained = config_fields["arch"] == "mobilenetv3small"
@@ -163,13 +167,33 @@ def train_images(args, config_fields: dict) -> dict:
     if config_fields["val_split"] is None:
         config_fields["val_split"] = 0.0 if len(dataset.y_train) < SMALL_DATA else 0.1
     config_fields.update(task=args.name, data_dir=args.data.expanduser().resolve(),
-                         image_size=size,
-                         extra={"images": {"folder": str(args.data.expanduser().resolve()),
-                                           "test_split": args.test_split, "colour": "rgb"}})
+                         image_size=size, extra={"images": recorded})
     from device.interrupts import terminate_as_interrupt
 
     with terminate_as_interrupt():
         return train(TrainConfig(**config_fields), dataset)
+
+
+def train_gestures(args, config_fields: dict, recorded: dict) -> dict:
+    """``--arch landmarks``: the user's own hand gestures on the hand-sign landmark classifier
+    (train/hand_trainer.py), from the images' hand landmarks; the folders are checked (and
+    split) before TensorFlow loads."""
+    from device.tasks import custom_task
+    from train.data import folders
+    from train.hand_trainer import train_landmarks
+    from train.trainer import TrainConfig, resolved
+
+    files = folders.photo_files(args.data, args.test_split, args.seed, quiet=True)
+    if config_fields["val_split"] is None:
+        config_fields["val_split"] = 0.0 if len(files["train"]) < SMALL_DATA else 0.1
+    config_fields.update(task=args.name, data_dir=args.data.expanduser().resolve(),
+                         extra={"images": recorded, "hand_variant": args.hand_models})
+    config = resolved(TrainConfig(**config_fields), custom_task(args.name, files["labels"]),
+                      len(files["train"]))
+    from device.interrupts import terminate_as_interrupt
+
+    with terminate_as_interrupt():
+        return train_landmarks(config)
 
 
 def main(argv: list[str] | None = None) -> int:

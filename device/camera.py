@@ -213,6 +213,7 @@ class FramePreprocessor:
     def __init__(self, spec: dict, roi_setting):
         self.spec = spec
         self.roi_setting = roi_setting
+        self.others = 0  # digit_ink: other digits seen in the box, not read
         self.mode = spec.get("camera", "crop")
         if self.mode not in ("crop", "digit_ink"):
             raise UserError(f"bundle preprocessing asks for camera mode {self.mode!r}, which this "
@@ -220,11 +221,14 @@ class FramePreprocessor:
 
     def pixels(self, frame: np.ndarray) -> tuple[np.ndarray | None, Roi]:
         """The uint8 model-size picture for ``frame`` (None when there is nothing to classify)."""
+        from device.ink import read_digit  # device/ink.py builds on this module's helpers
+
         snap = self.spec["size"][0] if self.mode == "crop" else 1
         roi = roi_for(frame.shape, self.roi_setting, snap)
         region = roi.cut(frame)
         if self.mode == "digit_ink":
-            patch = mnistify(region, self.spec["size"][0])
+            reading = read_digit(region, self.spec["size"][0])
+            patch, self.others = reading.patch, reading.others
             if patch is not None and self.spec["channels"] == 3:
                 patch = cv2.cvtColor(patch, cv2.COLOR_GRAY2RGB)
             return patch, roi

@@ -68,11 +68,14 @@ class ImageStage:
     def __call__(self, frame: np.ndarray) -> Subject:
         pixels, roi = self.preprocess.pixels(frame)
         box = (roi.x, roi.y, roi.width, roi.height)
+        others = getattr(self.preprocess, "others", 0)
+        extras = {"others": others} if others else {}
         if pixels is None:
-            return Subject(None, box, self.no_subject)
+            return Subject(None, box, self.no_subject, extras=extras)
         from device.preprocess import to_input
 
-        return Subject(to_input(pixels, self.preprocess.spec)[None], box, inset=pixels)
+        return Subject(to_input(pixels, self.preprocess.spec)[None], box, inset=pixels,
+                       extras=extras)
 
 
 class HandStage:

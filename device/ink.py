@@ -30,13 +30,22 @@ from device.camera import centre_by_mass, flatten_light, normalise_stroke
 
 #: The work image's shorter side: enough for a 20 px MNIST digit that fills a third of it.
 WORK_SIDE = 80
-#: Inkness below this is paper or its printed lines, whatever the pen.
-MIN_INK = 0.25
-#: ... and ink is at least this fraction of the darkest ink in view (a faint line beside a
+#: Inkness below this is paper, its printed lines or noise, whatever the pen: a stroke must
+#: reach it somewhere (hysteresis seeds) ...
+MIN_INK = 0.22
+#: ... and may continue down to this next to such a seed (a 1 px ballpoint line fades in and
+#: out along its length; the printed lines stay below it).
+MIN_INK_LOW = 0.14
+#: Both are also at least this fraction of the darkest ink in view (a faint line beside a
 #: dark digit is not part of it).
 PEAK_FRACTION = 0.4
 #: A digit covers well under this fraction of the box; more "ink" means no paper in view.
 MAX_INK_FRACTION = 0.5
+#: Paper is a light, nearly neutral surface: a box whose typical colour is more saturated than
+#: this (a wooden table: 0.3-0.7) or darker than :data:`MIN_PAPER_LEVEL` (a covered lens) holds
+#: no paper. White paper under a warm lamp stays below 0.25. Coloured notes are not paper here.
+MAX_PAPER_SATURATION = 0.3
+MIN_PAPER_LEVEL = 40
 
 
 @dataclass
@@ -70,6 +79,20 @@ def ink_threshold(inkness: np.ndarray) -> float:
     return max(MIN_INK, PEAK_FRACTION * peak)
 
 
+def pen_mask(inkness: np.ndarray) -> np.ndarray:
+    """Hysteresis: pixels above :func:`ink_threshold`, grown twice into neighbours above the
+    low threshold. A faint stroke stays in one piece; isolated noise and printed lines (below
+    the seeds) do not start one, and growth stays local, so a line a stroke crosses adds a
+    pixel or two, not its whole length."""
+    high = ink_threshold(inkness)
+    strong = (inkness > high).astype(np.uint8)
+    weak = (inkness > max(MIN_INK_LOW, high * MIN_INK_LOW / MIN_INK)).astype(np.uint8)
+    step = np.ones((3, 3), np.uint8)
+    for _ in range(2):
+        strong = cv2.dilate(strong, step) & weak | strong
+    return strong
+
+
 def spans_box(stats: np.ndarray, width: int, height: int) -> np.ndarray:
     """Per component: does it touch two opposite edges of the box (a ruled line, a grid line,
     wood grain, the paper's edge)? A digit touches at most one side."""
@@ -100,7 +123,7 @@ def digit_groups(strokes: np.ndarray) -> tuple[np.ndarray, int]:
     speck or a stray mark), the one whose centre is nearest the box centre is read.
     """
     height, width = strokes.shape
-    gap = max(3, int(round(0.06 * min(height, width))) | 1)
+    gap = max(3, int(round(0.09 * min(height, width))) | 1)
     joined = cv2.dilate(strokes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (gap, gap)))
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(joined, connectivity=8)
     if count <= 1:
@@ -113,13 +136,29 @@ def digit_groups(strokes: np.ndarray) -> tuple[np.ndarray, int]:
     return ((labels == chosen + 1) & (strokes > 0)).astype(np.uint8), int(real.sum()) - 1
 
 
+def looks_like_paper(region_bgr: np.ndarray) -> bool:
+    """Whether the box's typical colour could be paper (light enough, nearly neutral), judged
+    on a 16x16 average of it: cheap, and blind to the ink."""
+    if region_bgr.ndim == 2:
+        return float(np.median(region_bgr)) >= MIN_PAPER_LEVEL
+    tiny = cv2.resize(region_bgr, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+    brightest, darkest = tiny.max(axis=2), tiny.min(axis=2)
+    saturation = (brightest - darkest) / np.maximum(brightest, 1.0)
+    return (float(np.median(brightest)) >= MIN_PAPER_LEVEL
+            and float(np.median(saturation)) <= MAX_PAPER_SATURATION)
+
+
 def read_digit(region_bgr: np.ndarray, size: int = 28) -> InkReading:
     """A box of paper -> the MNIST patch of the digit nearest its centre, uint8 (size, size, 1),
     white ink on black; ``patch`` None when there is no pen ink in it (blank or printed paper).
     """
-    gray = region_bgr if region_bgr.ndim == 2 else cv2.cvtColor(region_bgr, cv2.COLOR_BGR2GRAY)
+    if not looks_like_paper(region_bgr):
+        return InkReading(None)
+    # The green channel: black, blue and red pens are all dark in it, the light-blue or grey
+    # printing of ruled paper is not (in plain gray a red pen is 25 % lighter).
+    gray = region_bgr if region_bgr.ndim == 2 else np.ascontiguousarray(region_bgr[:, :, 1])
     inkness = flatten_light(shrink_keeping_ink(gray))
-    mask = (inkness > ink_threshold(inkness)).astype(np.uint8)
+    mask = pen_mask(inkness)
     if mask.mean() > MAX_INK_FRACTION:  # "ink" everywhere: no paper in view
         return InkReading(None)
     digit, others = digit_groups(ink_strokes(mask))

@@ -22,8 +22,7 @@ import numpy as np
 
 from device.pipeline import FramePipeline
 from tests import scene_sets
-
-from tests.conftest import shared_datasets  # noqa: E402
+from tests.conftest import shared_datasets
 
 DATA = shared_datasets() or Path("/work/shared/datasets")
 
@@ -81,7 +80,7 @@ def fruits(bundle: Path, per_class: int) -> list[dict]:
     rows = []
     for name, options in defaults.items():
         pipeline = FramePipeline(bundle, **options)
-        for key, scenes in sets.items():
+        for scenes in sets.values():
             rows.append({"defaults": name, **score(run(pipeline, scenes), scenes, labels)})
     return rows
 

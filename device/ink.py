@@ -9,10 +9,11 @@ several digits in view. The steps, each for one of those:
    (a plain area average of 5x5 pixels would dilute it 5 times, to the level of paper noise).
 2. **Light flattening** (device/camera.py ``flatten_light``): the paper's own brightness,
    shadow edges included, is divided out; what is left is "inkness", 0 = paper.
-3. **Ink, not printing** (:func:`ink_threshold`): the printed lines of ruled and squared paper
+3. **Ink, not printing** (:func:`pen_mask`): the printed lines of ruled and squared paper
    are light (inkness ~0.1-0.2) and a pen is dark (0.4-0.9), so the threshold never drops below
-   :data:`MIN_INK`, and rises with the darkest ink in view. A component that runs across the
-   box from edge to edge is a line or a table's grain, never a digit.
+   :data:`MIN_INK`, and rises with the darkest ink in view; families of long parallel straight
+   lines (:func:`printed_lines`) are removed where they are not pen-dark. A component that runs
+   across the box from edge to edge is a line or a table's grain, never a digit.
 4. **Digits, not strokes** (:func:`digit_groups`): strokes close together form one digit (a 5
    in two pieces); the digit nearest the centre of the box is read and the others are counted.
 
@@ -36,6 +37,10 @@ MIN_INK = 0.22
 #: ... and may continue down to this next to such a seed (a 1 px ballpoint line fades in and
 #: out along its length; the printed lines stay below it).
 MIN_INK_LOW = 0.14
+#: Printed lines are searched among pixels above this ...
+PRINT_LEVEL = 0.1
+#: ... and ink on them is still pen where darker than this (a stroke crossing a line).
+PEN_OVER_PRINT = 0.3
 #: Both are also at least this fraction of the darkest ink in view (a faint line beside a
 #: dark digit is not part of it).
 PEAK_FRACTION = 0.4
@@ -79,6 +84,27 @@ def ink_threshold(inkness: np.ndarray) -> float:
     return max(MIN_INK, PEAK_FRACTION * peak)
 
 
+def printed_lines(inkness: np.ndarray) -> np.ndarray:
+    """Where the sheet's own printing is: straight lines across most of the box that come in
+    parallel families (ruled lines, a squared grid). A shadow can darken them to a pen's
+    level, and they then break into dashes; a lone straight stroke (a 1) is no family."""
+    side = min(inkness.shape)
+    faint = (inkness > PRINT_LEVEL).astype(np.uint8)
+    found = cv2.HoughLinesP(faint, 1, np.pi / 180, threshold=int(0.35 * side),
+                            minLineLength=int(0.5 * side), maxLineGap=4)
+    printed = np.zeros(inkness.shape, np.uint8)
+    if found is None:
+        return printed.astype(bool)
+    segments = found.reshape(-1, 4)
+    angles = np.degrees(np.arctan2(segments[:, 3] - segments[:, 1],
+                                   segments[:, 2] - segments[:, 0])) % 180
+    apart = np.abs(angles[:, None] - angles[None, :])
+    parallel = (np.minimum(apart, 180 - apart) < 6).sum(axis=1) >= 4
+    for x0, y0, x1, y1 in segments[parallel]:
+        cv2.line(printed, (int(x0), int(y0)), (int(x1), int(y1)), 1, 2)
+    return printed.astype(bool)
+
+
 def pen_mask(inkness: np.ndarray) -> np.ndarray:
     """Hysteresis: pixels above :func:`ink_threshold`, grown twice into neighbours above the
     low threshold. A faint stroke stays in one piece; isolated noise and printed lines (below
@@ -87,6 +113,9 @@ def pen_mask(inkness: np.ndarray) -> np.ndarray:
     high = ink_threshold(inkness)
     strong = (inkness > high).astype(np.uint8)
     weak = (inkness > max(MIN_INK_LOW, high * MIN_INK_LOW / MIN_INK)).astype(np.uint8)
+    printing = printed_lines(inkness) & (inkness < PEN_OVER_PRINT)
+    strong[printing] = 0
+    weak[printing] = 0
     step = np.ones((3, 3), np.uint8)
     for _ in range(2):
         strong = cv2.dilate(strong, step) & weak | strong
@@ -118,12 +147,18 @@ def ink_strokes(mask: np.ndarray) -> np.ndarray:
 def digit_groups(strokes: np.ndarray) -> tuple[np.ndarray, int]:
     """(mask of the digit nearest the box centre, number of other digits).
 
-    Strokes are joined into digits by closing the gaps a writer leaves inside one digit (a
-    small fraction of the box); among digits at least a third the size of the largest (not a
+    Strokes are joined into digits by closing the gaps a writer leaves inside one digit; among
+    digits at least a third the size of the largest (not a
     speck or a stray mark), the one whose centre is nearest the box centre is read.
     """
     height, width = strokes.shape
-    gap = max(3, int(round(0.09 * min(height, width))) | 1)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(strokes), 0
+    # The gaps inside one digit scale with the writing: a fifth of the tallest stroke's height
+    # (a 5's flag, a 4's open top), never more than a tenth of the box.
+    tallest = int(stats[1:, cv2.CC_STAT_HEIGHT].max())
+    gap = int(np.clip(round(0.2 * tallest), 3, max(3, 0.1 * min(height, width)))) | 1
     joined = cv2.dilate(strokes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (gap, gap)))
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(joined, connectivity=8)
     if count <= 1:

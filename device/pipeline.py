@@ -60,7 +60,11 @@ class ImageStage:
     """The region of interest through the bundle's camera step (device/camera.py)."""
 
     def __init__(self, bundle: Bundle, roi, still: bool):
-        setting = roi if roi not in (None, "auto") else ("full" if still else "0.6")
+        # The locator searches the whole frame unless --roi bounds it; the other camera steps
+        # look at the centre box of a live view (the whole of a photo in a folder).
+        locating = bundle.preprocessing.get("camera") == "locate"
+        setting = roi if roi not in (None, "auto") else \
+            ("full" if still or locating else "0.6")
         self.preprocess = FramePreprocessor(bundle.preprocessing, parse_roi(setting))
         self.no_subject = NO_INK if bundle.preprocessing.get("camera") == "digit_ink" \
             else NO_SUBJECT

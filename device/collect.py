@@ -165,7 +165,8 @@ class Collector:
         hands = self.tracker is not None or (self.pipeline is not None and
                                              self.pipeline.kind == "hands")
         auto = "full" if hands and options.roi in (None, "auto") else options.roi
-        self.roi = parse_roi(roi_setting(auto, self.still))
+        camera = self.pipeline.bundle.preprocessing.get("camera") if self.pipeline else None
+        self.roi = parse_roi(roi_setting(auto, self.still, camera))
         self.source = open_source(options.source, options.width, options.height, options.fps)
         self.session = new_session()
         settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()

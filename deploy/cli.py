@@ -7,6 +7,8 @@ Examples::
     python -m deploy rollback --hosts pi@kitchen                            # make rollback
     python -m deploy rollback --local /tmp/fake-pi
     python -m deploy local --task digits --dir /tmp/fake-pi                 # make deploy-local
+    python -m deploy push --bundle ~/pulled/digits/bundle --hosts pi@kitchen  # any bundle folder
+    python -m deploy stage --task digits --out /tmp/rel    # release + tarball (Ansible ships it)
 
 Each host gets releases/<UTC time>-<content hash>/ (device package, requirements, bundle), a
 shared venv with the device-only requirements (no TensorFlow), and `python -m device check` run
@@ -64,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     ssh.add_argument("--dir", default="~/edge", help="base folder on the target (default ~/edge)")
     ssh.add_argument("--ssh-opts", default="", help="extra ssh options, e.g. '-i ~/.ssh/pi_key'")
     release = argparse.ArgumentParser(add_help=False)
-    release.add_argument("--task", required=True, help="digits, fruits or handsigns")
+    release.add_argument("--task", help="digits, fruits or handsigns: deploys "
+                         "ARTIFACTS/TASK/bundle")
     release.add_argument("--artifacts", default="artifacts", type=Path)
+    release.add_argument("--bundle", type=Path, help="a bundle folder to deploy instead of "
+                         "--task's (e.g. one pulled by `python -m fog`)")
     release.add_argument("--keep", type=keep_count, default=5,
                          help="good releases kept per target (at least 1; default 5)")
     release.add_argument("--force", action="store_true",
@@ -77,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "camera 0; 'picamera' on a Pi camera)")
     release.add_argument("-v", "--verbose", action="store_true", help="show each remote step")
     commands.add_parser("push", parents=[ssh, release], help="deploy to hosts over SSH")
+    stage_only = commands.add_parser("stage", parents=[release], help="only build the release "
+                                     "folder and tarball (what the Ansible playbook ships)")
+    stage_only.add_argument("--out", required=True, type=Path, help="an empty or new folder")
     local = commands.add_parser("local", parents=[release], help="deploy into a local folder")
     local.add_argument("--dir", required=True, help="target folder")
     back = commands.add_parser("rollback", help="switch targets back to their previous release")
@@ -140,6 +148,44 @@ def verdict_gate(bundle_dir: Path, force: bool) -> list[str]:
             "never runs it by default" for key, why in failing.items()]
 
 
+def bundle_of(args) -> Path:
+    """--bundle as given, else ARTIFACTS/TASK/bundle."""
+    if args.bundle and args.task:
+        raise UserError("pass --task or --bundle, not both")
+    if args.bundle:
+        return args.bundle
+    if not args.task:
+        raise UserError("say what to deploy: --task TASK (its ARTIFACTS/TASK/bundle) or "
+                        "--bundle FOLDER")
+    return args.artifacts / args.task / "bundle"
+
+
+def stage_release(args) -> int:
+    """``deploy stage``: the release a deploy would ship, as OUT/release/ and OUT/release.tgz,
+    plus OUT/tools/remote.sh; prints {name, sha, release, archive, tools} as JSON. The Ansible
+    playbook ships this with its own modules and runs the same remote.sh steps."""
+    import json
+    import tarfile
+
+    from deploy.release import REMOTE_SCRIPT, release_name, stage
+
+    bundle_dir = bundle_of(args)
+    for line in verdict_gate(bundle_dir, args.force):
+        print(line, file=sys.stderr)
+    out = args.out.resolve()
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--out {out} is not empty: pass a new folder")
+    staged, tools = out / "release", out / "tools"
+    tools.mkdir(parents=True)
+    sha = stage(bundle_dir, staged)
+    (tools / REMOTE_SCRIPT).write_bytes((staged / REMOTE_SCRIPT).read_bytes())
+    with tarfile.open(out / "release.tgz", "w:gz") as archive:
+        archive.add(staged, arcname=".")
+    print(json.dumps({"name": release_name(sha), "sha": sha, "release": str(staged),
+                      "archive": str(out / "release.tgz"), "tools": str(tools)}))
+    return 0
+
+
 def run_all(targets, work, cancel: threading.Event) -> list:
     """``work(target)`` on every target in parallel. On Ctrl-C/SIGTERM no new remote step
     starts; the steps in flight finish, so no target is left between two steps' states."""
@@ -159,7 +205,7 @@ def push_release(args, targets, log, cancel: threading.Event) -> list:
     from deploy.release import release_name, stage
     from device.atomic import owned_temp_dir, sweep_stale
 
-    bundle_dir = args.artifacts / args.task / "bundle"
+    bundle_dir = bundle_of(args)
     for line in verdict_gate(bundle_dir, args.force):
         print(line, file=sys.stderr)
     sweep_stale(tempfile.gettempdir(), STAGING_PREFIX)
@@ -209,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     cancel = threading.Event()
     try:
         with terminate_as_interrupt():
+            if args.command == "stage":
+                return stage_release(args)
             targets = targets_from(args)
             if args.command == "rollback":
                 outcomes = roll_back(targets, log, cancel)

@@ -47,6 +47,14 @@ class Lock:
                 self.process.wait()
 
 
+def remote_quote(word: str) -> str:
+    """shlex.quote, but a leading ``~/`` stays outside the quotes so the target's shell expands
+    it: the default ``--dir ~/edge`` names the script as ``~/edge/.tools/remote.sh``."""
+    if word.startswith("~/"):
+        return "~/" + shlex.quote(word[2:])
+    return shlex.quote(word)
+
+
 @dataclass
 class SshTarget:
     host: str
@@ -62,13 +70,13 @@ class SshTarget:
         return ["ssh", "-p", str(self.port), "-o", "BatchMode=yes", *self.options]
 
     def run(self, script: str, *args: str, timeout: float = 900) -> Result:
-        remote = " ".join(shlex.quote(a) for a in ("sh", script, *args))
+        remote = " ".join(remote_quote(a) for a in ("sh", script, *args))
         process = subprocess.run([*self._ssh(), self.host, remote], capture_output=True, text=True,
                                  timeout=timeout)
         return Result(process.returncode, (process.stdout + process.stderr).strip())
 
     def hold_lock(self, script: str, wait_s: float) -> Lock:
-        remote = " ".join(shlex.quote(a) for a in ("sh", script, "lock", self.base, str(wait_s)))
+        remote = " ".join(remote_quote(a) for a in ("sh", script, "lock", self.base, str(wait_s)))
         return Lock([*self._ssh(), self.host, remote])
 
     def push(self, folder: Path, destination: str) -> Result:

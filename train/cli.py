@@ -114,6 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--classes", help="comma-separated class folder names (default: the "
                              "classic 16 when present, else every class found)")
     add_images_command(tasks, common_options())  # its own copy: it changes a default
+    doctor = tasks.add_parser(
+        "doctor", help="devices, strategy, mixed precision, and a short timed training run",
+        description="Print what training will run on here (the devices TensorFlow sees, the "
+                    "strategy and mixed-precision setting it picks) and time a few real "
+                    "training steps. Run it on a GPU box before a long training.")
+    doctor.add_argument("--strategy", default="auto", choices=["auto", "mirrored", "multiworker"])
+    doctor.add_argument("--mixed-precision", default="auto", choices=["auto", "on", "off"])
+    doctor.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
+    doctor.add_argument("--batch-size", type=int, default=128, help="per replica (default 128)")
     return parser
 
 
@@ -199,6 +208,14 @@ def train_gestures(args, config_fields: dict, recorded: dict) -> dict:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
+    if args.task == "doctor":
+        from train.doctor import main as doctor
+
+        try:
+            return doctor(args.strategy, args.mixed_precision, args.steps, args.batch_size)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     from train.data import resolve_data_dir
     from train.trainer import TrainConfig, train
 

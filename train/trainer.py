@@ -6,7 +6,6 @@ so a failed or interrupted run leaves the previous artifacts as they were.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -208,9 +207,9 @@ def choose_strategy(name: str):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        if "TF_CONFIG" not in os.environ:
-            raise UserError("--strategy multiworker needs TF_CONFIG describing the cluster "
-                            "(see tf.distribute.MultiWorkerMirroredStrategy)")
+        from train.distributed import cluster_config
+
+        cluster_config()  # one clear line for a missing or malformed TF_CONFIG
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise UserError(f"unknown --strategy {name!r}: choose auto, mirrored or multiworker")
 
@@ -327,11 +326,15 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
         config.seed, None if augment_in_model else augmentation(task.family, config.seed),
         config.mixup)
     steps = config.epochs * int(np.ceil(len(x_train) / batch_size))
+    # --batch-size and --lr are per replica: R replicas (GPUs, workers) train on an R times
+    # larger global batch at an R times higher peak rate (the linear scaling rule), reached
+    # after the schedule's 5 % warm-up.
+    peak_lr = config.learning_rate * strategy.num_replicas_in_sync
     with strategy.scope():
         core = build()
         model = with_augmentation(core, task.family, config.seed) if augment_in_model else core
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, decay_steps=max(1, steps - steps // 20), warmup_target=config.learning_rate,
+            0.0, decay_steps=max(1, steps - steps // 20), warmup_target=peak_lr,
             warmup_steps=max(1, steps // 20))
         # EMA: Keras swaps the averaged weights in when fit() ends, so they are what is saved.
         optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay,
@@ -343,15 +346,24 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
                       metrics=["accuracy"])
     core.summary(print_fn=lambda line, **_: print(line), line_length=90)
 
+    from train.distributed import fit_multiworker, is_chief, is_multiworker
+
+    multiworker = is_multiworker(strategy)
     out = Path(config.out_dir) / task.name
     logs = out / "logs"
     verbose = config.verbose if config.verbose != "auto" else (1 if sys.stdout.isatty() else 2)
     fit_started = time.time()
-    history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, verbose=verbose,
-                        callbacks=[keras.callbacks.TensorBoard(log_dir=str(logs))])
+    if multiworker:
+        history = fit_multiworker(model, strategy, train_ds, val_ds, batch_size, config.epochs,
+                                  config.label_smoothing)
+    else:
+        history = model.fit(train_ds, validation_data=val_ds, epochs=config.epochs,
+                            verbose=verbose,
+                            callbacks=[keras.callbacks.TensorBoard(log_dir=str(logs))]).history
     train_seconds = time.time() - fit_started
 
-    final = float32_copy(core, build) if mixed else core
+    # A model built outside the strategy (and in float32) is what gets evaluated and saved.
+    final = float32_copy(core, build) if mixed or multiworker else core
     if config.tta:
         from train.models import with_flip_averaging
         final = with_flip_averaging(final)
@@ -367,8 +379,8 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
         "arch": config.arch,
         "parameters": int(final.count_params()),
         "test": test,
-        "validation_accuracy": (float(history.history["val_accuracy"][-1])
-                                if "val_accuracy" in history.history else None),
+        "validation_accuracy": (float(history["val_accuracy"][-1])
+                                if "val_accuracy" in history else None),
         "dataset": {"source": data.source, "notes": data.notes, **data.counts(),
                     "validation_total": int(len(x_val)),
                     "validation_split": validation_kind(groups, config.val_split),
@@ -379,9 +391,15 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
         "devices": [d.name for d in tf.config.list_physical_devices()],
         "mixed_precision": mixed,
         "replicas": strategy.num_replicas_in_sync,
+        "global_batch_size": batch_size,
+        "peak_learning_rate": peak_lr,
         "versions": versions(),
     }
-    save_artifacts(out, final, metrics, history.history)
+    if multiworker and not is_chief():  # every worker trains; only the chief writes
+        print(f"{task.name}: worker done, test accuracy {test['accuracy']:.4f} (the chief "
+              "writes the artifacts)", flush=True)
+        return metrics
+    save_artifacts(out, final, metrics, history)
     print(f"{task.name}: test accuracy {test['accuracy']:.4f} (loss {test['loss']:.4f}) after "
           f"{train_seconds:.0f} s of training -> {out}/model.keras", flush=True)
     return metrics

@@ -1,0 +1,5 @@
+import sys
+
+from fog.cli import main
+
+sys.exit(main())

@@ -1,5 +1,5 @@
 # Edge deployment toolkit: train in the cloud, quantise, run on a Pi.
-# `make help` lists the targets. Variables: TASK (digits|fruits|handsigns), DATA_DIR, ARGS.
+# `make help` lists the targets. Variables: TASK (digits|fruits|handsigns|your own), DATA_DIR, ARGS.
 
 SHELL := /bin/bash
 VENV ?= .venv
@@ -12,14 +12,20 @@ TF_EXTRA ?= $(shell nvidia-smi >/dev/null 2>&1 && echo gpu || echo cpu)
 export DATA_DIR
 
 SOURCE ?= 0
+# The bundle `make run/serve/check` use: the trained one, else `make demo`'s, else the expected path.
+BUNDLE ?= $(firstword $(patsubst %/metadata.json,%,$(wildcard $(ARTIFACTS)/$(TASK)/bundle/metadata.json $(ARTIFACTS)/demo/$(TASK)/bundle/metadata.json)) $(ARTIFACTS)/$(TASK)/bundle)
+HOST ?= 127.0.0.1
+PORT ?= 8080
+# A window needs OpenCV's GUI build: installed by `make setup` only where a display answers.
+WINDOW ?= $(if $(or $(DISPLAY),$(WAYLAND_DISPLAY),$(filter Darwin,$(shell uname -s))),1,)
 PI ?=
 PI_PORT ?= 22
 PI_DIR ?= ~/edge
 SSH_OPTS ?=
 DIR ?=
 
-.PHONY: help setup setup-device train calibration export test test-fast demo run check bench \
-	deploy rollback deploy-local rollback-local lint clean
+.PHONY: help setup setup-window setup-device hand-models train calibration export test test-fast \
+	demo run serve check bench deploy rollback deploy-local rollback-local lint clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,6 +37,15 @@ $(PY):
 setup: $(PY)  ## create .venv and install training, export, device and test dependencies
 	$(PY) -m pip install --quiet -e ".[train,$(TF_EXTRA),device,dev]"
 	@$(PY) -c "import tensorflow as tf, cv2, onnxruntime; from ai_edge_litert.interpreter import Interpreter; print('setup ok: tensorflow', tf.__version__, '| GPUs:', len(tf.config.list_physical_devices('GPU')))"
+	@$(PY) -m hand_models fetch --optional
+	$(if $(WINDOW),$(MAKE) setup-window)
+
+setup-window:  ## swap opencv-python-headless for opencv-python (a laptop with a display)
+	$(PY) -m pip uninstall -y -q opencv-python-headless
+	$(PY) -m pip install --quiet 'opencv-python>=4.8,<6'
+
+hand-models:  ## fetch MediaPipe's palm + landmark models (pinned wheel, SHA-256 checked)
+	$(PY) -m hand_models fetch
 
 setup-device: $(PY)  ## device-only install (what a Pi gets): numpy, OpenCV, LiteRT, onnxruntime
 	$(PY) -m pip install --quiet -r device/requirements.txt
@@ -55,12 +70,16 @@ demo:  ## no dataset needed: train digits on scikit-learn's digits, export, clas
 	$(PY) -m export digits --artifacts $(ARTIFACTS)/demo
 	$(PY) -m device check --bundle $(ARTIFACTS)/demo/digits/bundle
 	$(PY) -m device bench --bundle $(ARTIFACTS)/demo/digits/bundle --runs 50
+	$(PY) -m device footage --bundle $(ARTIFACTS)/demo/digits/bundle --out $(ARTIFACTS)/demo/footage.avi
 
 run:  ## classify live: make run TASK=digits SOURCE=0|picamera|video.mp4|folder/ [ARGS=--headless]
-	$(PY) -m device run --bundle $(ARTIFACTS)/$(TASK)/bundle --source $(SOURCE) $(ARGS)
+	$(PY) -m device run --bundle $(BUNDLE) --source $(SOURCE) $(ARGS)
 
-check:  ## self-test TASK's bundle (checksums, every model, sample accuracy)
-	$(PY) -m device check --bundle $(ARTIFACTS)/$(TASK)/bundle
+serve:  ## live view in a browser: make serve TASK=digits SOURCE=0 [HOST=0.0.0.0 ARGS="--token T"]
+	$(PY) -m device serve --bundle $(BUNDLE) --source $(SOURCE) --host $(HOST) --port $(PORT) $(ARGS)
+
+check:  ## self-test TASK's bundle (checksums, every model, verdicts, full frames through the runner)
+	$(PY) -m device check --bundle $(BUNDLE)
 
 bench:  ## the comparison table for every task with a bundle (or TASK=...) -> bench/results.md
 	$(PY) bench/run.py --artifacts $(ARTIFACTS) $(if $(filter command line,$(origin TASK)),--tasks $(TASK)) $(ARGS)
@@ -81,7 +100,7 @@ rollback-local:  ## switch DIR back to its previous release
 	$(PY) -m deploy rollback --local $(DIR) $(ARGS)
 
 lint:  ## ruff
-	$(VENV)/bin/ruff check device train export calibration_data deploy bench tests
+	$(VENV)/bin/ruff check device train export calibration_data hand_models deploy bench tests
 
 clean:  ## remove artifacts and generated calibration sets (keeps .venv)
 	rm -rf $(ARTIFACTS) calibration_data/*.npz calibration_data/*.json .cache

@@ -4,8 +4,10 @@ A camera sees far more than a dataset image: the whole scene, uneven light, sens
 artefacts. This module cuts out the region of interest (ROI) and, per the bundle's ``camera``
 mode, turns it into what training saw:
 
-* ``crop`` (fruits, hand signs): the ROI goes through the same ``fit_image`` as the training
-  images (centre square, resize, colour).
+* ``crop`` (hand signs, custom tasks): the ROI goes through the same ``fit_image`` as the
+  training images (centre square, resize, colour).
+* ``locate`` (fruits): the subject is found against its background inside the ROI and a square
+  around it goes through ``fit_image`` (device/locate.py); nothing found is no subject.
 * ``digit_ink`` (digits): a dark digit on light paper becomes an MNIST-like patch (light
   flattened, ink thresholded and inverted, cropped to the ink, fitted into 20x20 keeping aspect,
   centred by mass in 28x28), the recipe MNIST itself was built with.
@@ -259,26 +261,45 @@ class FramePreprocessor:
         self.spec = spec
         self.roi_setting = roi_setting
         self.reason: str | None = None
+        self.others = 0  # digit_ink: other digits seen in the box, not read
         self.mode = spec.get("camera", "crop")
-        if self.mode not in ("crop", "digit_ink"):
+        if self.mode not in ("crop", "digit_ink", "locate"):
             raise UserError(f"bundle preprocessing asks for camera mode {self.mode!r}, which this "
                             "runner does not know: update the device package")
 
     def pixels(self, frame: np.ndarray) -> tuple[np.ndarray | None, Roi]:
         """The uint8 model-size picture for ``frame`` (None when there is nothing to classify)."""
+        from device.ink import read_digit  # device/ink.py builds on this module's helpers
+
         snap = self.spec["size"][0] if self.mode == "crop" else 1
         roi = roi_for(frame.shape, self.roi_setting, snap)
         region = roi.cut(frame)
+        self.others = 0
         self.reason = blank_reason(region, self.mode)
         if self.reason is not None:
             return None, roi
         if self.mode == "digit_ink":
-            patch = mnistify(region, self.spec["size"][0])
+            reading = read_digit(region, self.spec["size"][0])
+            patch, self.others = reading.patch, reading.others
             self.reason = NO_INK if patch is None else None
             if patch is not None and self.spec["channels"] == 3:
                 patch = cv2.cvtColor(patch, cv2.COLOR_GRAY2RGB)
             return patch, roi
+        if self.mode == "locate":
+            return self.located(frame, roi)
         return fit_image(region, self.spec), roi
+
+    def located(self, frame: np.ndarray, bounds: Roi) -> tuple[np.ndarray | None, Roi]:
+        """``locate`` mode: the square around the subject found inside ``bounds``
+        (device/locate.py); None and the bounds when nothing stands out."""
+        from device.locate import locate
+
+        found = locate(frame, (bounds.x, bounds.y, bounds.width, bounds.height))
+        self.others = found.others
+        if found.box is None:
+            return None, bounds
+        square = Roi(found.box[0], found.box[1], found.box[2], found.box[2])
+        return fit_image(square.cut(frame), self.spec), square
 
     def __call__(self, frame: np.ndarray) -> tuple[np.ndarray | None, Roi]:
         pixels, roi = self.pixels(frame)

@@ -219,6 +219,11 @@ def add_collect_command(commands) -> None:
                          "the 0.6 centre box for cameras/videos, the whole image for folders)")
     collect.add_argument("--bundle", type=Path, help="frame the captures with this bundle's "
                          "pipeline (a hands bundle also saves the hand crop and landmarks)")
+    collect.add_argument("--hands", nargs="?", const="full", choices=["full", "lite"],
+                         help="find a hand in each frame with MediaPipe's models (no bundle "
+                              "needed): frames without a hand are skipped, each image gets its "
+                              "hand crop (OUT/LABEL/hand/) and landmarks (in the manifest); for "
+                              "training your own gestures with --arch landmarks")
     collect.add_argument("--full-frame", action="store_true",
                          help="also save the whole frame (OUT/LABEL/full/)")
     collect.add_argument("--min-change", type=float, default=2.0,
@@ -239,6 +244,7 @@ def run_collect(args) -> int:
     capture = collect(CollectOptions(
         label=args.label, out=args.out, source=args.source, count=args.count,
         interval=args.interval, countdown=args.countdown, roi=args.roi, bundle=args.bundle,
+        hands=args.hands,
         full_frame=args.full_frame, min_change=args.min_change, headless=args.headless,
         image_format=args.image_format, width=args.width, height=args.height, fps=args.fps))
     return 130 if capture.stopped == "interrupted" else 0

@@ -11,7 +11,7 @@ Layout, which ``python -m train images`` reads::
 
     OUT/<label>/<session>_0001.jpg ...      the region of interest
     OUT/<label>/full/<session>_0001.jpg     the whole frame (--full-frame)
-    OUT/<label>/hand/<session>_0001.png     the hand crop (a hands bundle)
+    OUT/<label>/hand/<session>_0001.png     the hand crop (--hands, or a hands bundle)
     OUT/<label>/collect-<session>.json      the manifest: session, time, source, settings,
                                             and per image its frame, box and result record
 
@@ -64,6 +64,7 @@ class CollectOptions:
     countdown: float = 3.0      # live cameras only
     roi: str = "auto"           # as ``run --roi``: auto, full, a centre fraction, x,y,w,h
     bundle: Path | None = None  # frame with this bundle's pipeline (a hands bundle: hand crops)
+    hands: str | None = None    # "full"/"lite": find hands with MediaPipe's models, no bundle
     full_frame: bool = False    # also save the whole frame
     min_change: float = 2.0     # mean gray-level change (32x32 thumbnail) below = near-duplicate
     headless: bool = False
@@ -143,12 +144,29 @@ class Collector:
         from device.runner import is_still
         self.still = is_still(options.source)
         self.pipeline = None
+        self.tracker = None
+        self._hand_crop: np.ndarray | None = None
+        if options.bundle is not None and options.hands:
+            raise UserError("--bundle and --hands both choose how hands are found: give one")
         if options.bundle is not None:
+            from device.bundle import open_bundle
             from device.pipeline import FramePipeline
-            self.pipeline = FramePipeline(options.bundle, roi=options.roi, still=self.still,
-                                          threshold=0.0)
+
+            kind = (open_bundle(options.bundle, verify=False).metadata.get("pipeline")
+                    or {}).get("kind", "image")
+            # Captures are a few frames a second apart: hands are found afresh in each (as in
+            # a photo), not tracked from a frame that was never looked at.
+            self.pipeline = FramePipeline(options.bundle, roi=options.roi,
+                                          still=self.still or kind == "hands", threshold=0.0)
+        elif options.hands:
+            self.tracker = hand_tracker(options.hands)
         from device.pipeline import roi_setting
-        self.roi = parse_roi(roi_setting(options.roi, self.still))
+        # Hands are searched in the whole frame unless --roi bounds the search (as run does).
+        hands = self.tracker is not None or (self.pipeline is not None and
+                                             self.pipeline.kind == "hands")
+        auto = "full" if hands and options.roi in (None, "auto") else options.roi
+        camera = self.pipeline.bundle.preprocessing.get("camera") if self.pipeline else None
+        self.roi = parse_roi(roi_setting(auto, self.still, camera))
         self.source = open_source(options.source, options.width, options.height, options.fps)
         self.session = new_session()
         settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()
@@ -163,6 +181,8 @@ class Collector:
     def region(self, frame: np.ndarray) -> tuple[np.ndarray | None, dict]:
         """The region of interest (raw pixels) and its manifest details; None: nothing to save
         (a hands bundle found no hand)."""
+        if self.tracker is not None:
+            return self.hand_region(frame)
         if self.pipeline is None:
             roi = roi_for(frame.shape, self.roi)
             return roi.cut(frame), {"box": [roi.x, roi.y, roi.width, roi.height]}
@@ -176,6 +196,20 @@ class Collector:
             return roi.cut(frame), details
         x, y, w, h = record["box"]
         return frame[y:y + h, x:x + w], details
+
+    def hand_region(self, frame: np.ndarray) -> tuple[np.ndarray | None, dict]:
+        """The search region when the tracker finds a hand in it (None otherwise), with the
+        hand's record (landmarks in frame pixels, as the result record's ``hand``)."""
+        roi = roi_for(frame.shape, self.roi)
+        self.tracker.roi = None if self.roi == "full" else roi
+        hand, _ = self.tracker.process(frame)
+        box = [roi.x, roi.y, roi.width, roi.height]
+        if hand is None:
+            self._hand_crop = None
+            return None, {"box": box}
+        self._hand_crop = hand.crop
+        return roi.cut(frame), {"box": box, "hand": hand.to_json(),
+                                "hand_box": [int(round(v)) for v in hand.box]}
 
     def is_near_duplicate(self, image: np.ndarray) -> bool:
         thumb = thumbnail(image)
@@ -195,9 +229,10 @@ class Collector:
         if self.options.full_frame:
             entry["full"] = f"full/{name}"
             writes.append((self.folder / "full" / name, frame))
-        if self.pipeline is not None and self.pipeline.kind == "hands" and \
-                self.pipeline.inset is not None:
-            crop = self.pipeline.inset
+        crop = self._hand_crop if self.tracker is not None else (
+            self.pipeline.inset if self.pipeline is not None and self.pipeline.kind == "hands"
+            else None)
+        if crop is not None:
             entry["hand_crop"] = f"hand/{Path(name).stem}.png"
             writes.append((self.folder / entry["hand_crop"],
                            cv2.cvtColor(crop, cv2.COLOR_RGB2BGR) if crop.ndim == 3 else crop))
@@ -360,6 +395,21 @@ class Collector:
                 extra += f", {self.capture.skipped_no_subject} frame(s) without a subject skipped"
             print(f"collect: {self.capture.stopped}: {len(self.capture.files)} image(s) of "
                   f"{self.label!r} in {self.folder} (session {self.session}{extra})", flush=True)
+
+
+def hand_tracker(variant: str):
+    """The device's hand tracker on MediaPipe's pinned models (``python -m hand_models
+    fetch``), for capturing gestures before any gesture bundle exists."""
+    try:
+        import hand_models
+    except ImportError:
+        raise UserError("--hands needs the toolkit's hand_models package (a laptop checkout); "
+                        "on a device, pass --bundle with a hands bundle instead") from None
+    from device.hands.tracker import HandTracker
+
+    palm = hand_models.model_path("palm", variant)
+    landmark = hand_models.model_path("landmark", variant)
+    return HandTracker(palm, landmark, model_format="tflite", threads=2, roi=None, still=True)
 
 
 class DiskFull(Exception):

@@ -51,18 +51,21 @@ class Subject:
     extras: dict = field(default_factory=dict)  # goes into the Result (hand, others)
 
 
-def roi_setting(roi, still: bool) -> str:
+def roi_setting(roi, still: bool, camera: str | None = None) -> str:
     """The region of interest ``auto`` stands for: the whole picture for stills (photos are
-    already framed), the 0.6 centre box for cameras and videos. ``collect`` uses it too, so
-    captures are framed exactly as the runner will frame them."""
-    return roi if roi not in (None, "auto") else ("full" if still else "0.6")
+    already framed) and for the ``locate`` camera step (it finds the subject anywhere), the 0.6
+    centre box for the other steps on cameras and videos. ``collect`` uses it too, so captures
+    are framed exactly as the runner will frame them."""
+    if roi not in (None, "auto"):
+        return roi
+    return "full" if still or camera == "locate" else "0.6"
 
 
 class ImageStage:
     """The region of interest through the bundle's camera step (device/camera.py)."""
 
     def __init__(self, bundle: Bundle, roi, still: bool):
-        setting = roi_setting(roi, still)
+        setting = roi_setting(roi, still, bundle.preprocessing.get("camera"))
         self.preprocess = FramePreprocessor(bundle.preprocessing, parse_roi(setting))
         self.no_subject = NO_INK if bundle.preprocessing.get("camera") == "digit_ink" \
             else NO_SUBJECT
@@ -70,11 +73,14 @@ class ImageStage:
     def __call__(self, frame: np.ndarray) -> Subject:
         pixels, roi = self.preprocess.pixels(frame)
         box = (roi.x, roi.y, roi.width, roi.height)
+        others = self.preprocess.others
+        extras = {"others": others} if others else {}
         if pixels is None:  # the camera step says why: a blank/black frame, or no ink
-            return Subject(None, box, self.preprocess.reason or self.no_subject)
+            return Subject(None, box, self.preprocess.reason or self.no_subject, extras=extras)
         from device.preprocess import to_input
 
-        return Subject(to_input(pixels, self.preprocess.spec)[None], box, inset=pixels)
+        return Subject(to_input(pixels, self.preprocess.spec)[None], box, inset=pixels,
+                       extras=extras)
 
 
 class HandStage:

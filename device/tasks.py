@@ -28,14 +28,16 @@ class TaskSpec:
     """What a task's model eats: ``size`` x ``size`` pixels in ``colour``, scaled to [0, 1].
 
     ``camera`` names the way a live frame becomes that input: ``digit_ink`` turns a dark digit on
-    light paper into an MNIST-like patch; ``crop`` takes the region of interest as it is.
+    light paper into an MNIST-like patch; ``crop`` takes the region of interest as it is;
+    ``locate`` finds the subject against its background and crops a square around it (fruits:
+    Fruits-360 photos are fruits segmented from white and scaled to fill the frame).
     """
 
     name: str
     labels: tuple[str, ...]
     size: int
     colour: str  # "gray" or "rgb"
-    camera: str  # "digit_ink" or "crop"
+    camera: str  # "digit_ink", "crop" or "locate"
     description: str
     #: The training recipe (train/: defaults, convnet plan, augmentation) this task uses: a
     #: built-in task's own name, or ``images`` for a task made from the user's image folders.
@@ -68,7 +70,7 @@ class TaskSpec:
 TASKS: dict[str, TaskSpec] = {
     "digits": TaskSpec("digits", DIGITS, 28, "gray", "digit_ink",
                        "handwritten digits 0-9 (MNIST)"),
-    "fruits": TaskSpec("fruits", CLASSIC_FRUITS, 64, "rgb", "crop",
+    "fruits": TaskSpec("fruits", CLASSIC_FRUITS, 64, "rgb", "locate",
                        "fruit photos (Fruits-360 folders)"),
     "handsigns": TaskSpec("handsigns", HANDSIGNS, 96, "rgb", "crop",
                           "rock / paper / scissors hand signs"),

@@ -21,6 +21,7 @@ from device.backends import load_classifier
 from device.bundle import BUNDLE_FORMAT, sha256_of
 from device.errors import UserError
 from device.preprocess import to_input
+from device.tasks import TASKS
 from export.compare import NEAR_TIE_MARGIN, compare, median_latency_ms, predict_all
 from export.formats import DEFAULT_FORMATS, FORMATS
 from export.formats._context import ExportContext
@@ -129,8 +130,12 @@ def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | 
     trained = load_trained(artifacts, task)
     if trained.metrics.get("arch") == "landmarks":
         from export.hands import export_hands
+        # A user's own gestures ship MediaPipe's stages in float: re-quantising the same
+        # palm/landmark models for every gesture set, judged on a few dozen of the user's
+        # photos, would cost minutes and prove little (hand signs' export judges them on 270).
+        user_task = task not in TASKS
         return export_hands(trained, formats, data_dir, int8_io, calibration_count,
-                            calibration_seed, latency_runs)
+                            calibration_seed, latency_runs, hand_int8=not user_task)
     model = trained.load_model()
     data = training_data(trained, data_dir)
     spec = trained.spec

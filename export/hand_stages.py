@@ -43,7 +43,6 @@ def float32_with_signature(source: Path) -> bytes:
                                          .tobytes(), np.uint8)
             model.buffers.append(widened)
             graph.tensors[op.outputs[0]].buffer = len(model.buffers) - 1
-            model.buffers[source_tensor.buffer].data = None  # the fp16 copy is no longer read
         else:
             kept.append(op)
     graph.operators = kept
@@ -82,7 +81,26 @@ def quantize_int8(source: Path, calibration: list[np.ndarray], destination: Path
     data = {tfl_interpreter_utils.DEFAULT_SIGNATURE_KEY:
             [{input_name: x.astype(np.float32)} for x in calibration]}
     result = qt.quantize(qt.calibrate(data, num_threads=1), enable_progress_report=False)
-    destination.write_bytes(bytes(result.quantized_model))
+    destination.write_bytes(without_unused_weights(bytes(result.quantized_model)))
+
+
+def without_unused_weights(model_bytes: bytes) -> bytes:
+    """Empty the buffers of constant tensors no operator reads any more (the fp16 weights the
+    int8 ones replaced): the quantised file then carries only what runs."""
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(model_bytes))
+    used_buffers = set()
+    for graph in model.subgraphs:
+        used = set(graph.inputs) | set(graph.outputs)
+        for op in graph.operators:
+            used |= {i for i in (op.inputs if op.inputs is not None else []) if i >= 0}
+            used |= set(op.outputs if op.outputs is not None else [])
+        used_buffers |= {graph.tensors[i].buffer for i in used}
+    for index, buffer in enumerate(model.buffers):
+        if index not in used_buffers and buffer.data is not None:
+            buffer.data = None
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def conversion_cache() -> Path:

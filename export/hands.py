@@ -55,9 +55,15 @@ def photos_and_landmarks(trained, data_dir: str | None, variant: str) -> tuple[d
     from train.landmarks import photo_landmarks
 
     config = trained.metrics.get("config", {})
-    folder = resolve_data_dir(data_dir) or (Path(config["data_dir"])
-                                            if config.get("data_dir") else None)
-    files = photo_files(folder)
+    images = (config.get("extra") or {}).get("images")
+    if images:  # a user's own gestures: their folders, split as in training
+        from train.data.folders import photo_files as folder_files
+        files = folder_files(Path(data_dir or images["folder"]), images["test_split"],
+                             config.get("seed", 42), quiet=True)
+    else:
+        folder = resolve_data_dir(data_dir) or (Path(config["data_dir"])
+                                                if config.get("data_dir") else None)
+        files = photo_files(folder)
     if files["labels"] != trained.labels:
         raise UserError(f"the dataset's classes {files['labels']} differ from the model's "
                         f"{trained.labels}: pass the --data-dir the model was trained on")

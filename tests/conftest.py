@@ -81,7 +81,11 @@ def build_artifacts(task: str, data_dir: Path, recipe: dict, export_formats=None
     CACHE.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{task}-", dir=CACHE))
     try:
-        train(TrainConfig(task=task, data_dir=data_dir, out_dir=staging, verbose=0, **recipe))
+        # The quick models are the image CNN for every task (hand signs default to the landmark
+        # route, tested in test_hand_train.py); arch stays out of the cache key, so the
+        # models cached before that default changed stay valid.
+        train(TrainConfig(task=task, data_dir=data_dir, out_dir=staging, verbose=0,
+                          **{"arch": "convnet", **recipe}))
         export(task, staging, export_formats, calibration_count=200, latency_runs=5,
                calibration_dir=staging / "calibration")
         shutil.rmtree(root, ignore_errors=True)

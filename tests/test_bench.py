@@ -40,3 +40,5 @@ def test_device_bench_prints_latency_and_fps(quick_artifacts):
     assert {(r["model"], r["threads"]) for r in report["latency"]} == {
         ("tflite-int8", 1), ("tflite-int8", 2), ("onnx-int8", 1), ("onnx-int8", 2)}
     assert all(r["fps"] > 0 for r in report["end_to_end"])
+    assert {r["defaults"] for r in report["preprocess"]} == {"live source", "image folder"}
+    assert all(r["median_ms"] > 0 and r["frame"] == "640x480" for r in report["preprocess"])

@@ -283,3 +283,70 @@ def test_collect_from_an_image_folder_takes_every_image_whole(data_dir, tmp_path
     saved = sorted((tmp_path / "out" / "plum").glob("*.jpg"))
     assert len(saved) == 5
     assert cv2.imread(str(saved[0])).shape == cv2.imread(str(photos[0])).shape
+
+
+@pytest.mark.slow
+def test_pretrained_weights_file_is_loaded_into_a_frozen_backbone(data_dir, tmp_path):
+    """`--weights imagenet` downloads Keras' MobileNetV3-Small weights, which needs the
+    internet (no package registry ships them), so its wiring is tested with a weights file made
+    here: the same architecture, seeded, saved with save_weights. Training must start from
+    exactly those weights and leave them untouched (only the head learns)."""
+    import keras
+
+    keras.utils.set_random_seed(7)
+    backbone = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), include_top=False, weights=None, include_preprocessing=True,
+        pooling="avg", minimalistic=False)
+    weights = tmp_path / "backbone.weights.h5"
+    backbone.save_weights(weights)
+    data = tmp_path / "data"
+    copy_photos(fruit_photos(data_dir, "Cherry 3", count=12), data / "cherry")
+    copy_photos(fruit_photos(data_dir, "Plum 5", count=12), data / "plum")
+    done = run("-m", "train", "images", "--data", str(data), "--name", "wired", "--weights",
+               str(weights), "--image-size", "32", "--epochs", "1", "--out", str(tmp_path / "a"),
+               timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "a" / "wired" / "metrics.json").read_text())
+    assert metrics["arch"] == "mobilenetv3small" and metrics["config"]["weights"] == str(weights)
+    import train.models  # noqa: F401 - registers the custom layers
+
+    model = keras.models.load_model(tmp_path / "a" / "wired" / "model.keras", compile=False)
+    inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+    assert len(inner) == 1 and not inner[0].trainable
+    trained, original = inner[0].get_weights(), backbone.get_weights()
+    assert len(trained) == len(original)
+    for after, before in zip(trained, original):
+        np.testing.assert_array_equal(after, before)
+
+
+def test_collect_hands_keeps_frames_with_a_hand_and_their_landmarks(data_dir, tmp_path):
+    """--hands: MediaPipe's models find the hand (no bundle needed); frames without one are
+    skipped; each saved image gets its hand crop and the landmarks in the manifest."""
+    import hand_models
+    from device.footage import write_video
+    from device.hands.clips import photo_anywhere, scene
+
+    try:
+        hand_models.model_path("palm", "full")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"hand models not available ({exc}): python -m hand_models fetch")
+    rng = np.random.default_rng(3)
+    hands = sorted((data_dir / "handsigns" / "training" / "scissors").glob("*.jpg"))[:64:8]
+    frames = []
+    for path in hands:
+        frames.append(np.clip(scene(rng), 0, 255).astype(np.uint8))  # nobody in view
+        frames.append(photo_anywhere(cv2.imread(str(path)), rng, sizes=(0.6, 0.9))[0])
+    video = write_video(frames, tmp_path / "hands.avi", fps=15)
+    done = collect("--hands", "--label", "scissors", "--out", str(tmp_path / "out"), "--source",
+                   str(video), "--count", "10", "--interval", "0", "--min-change", "0")
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "out" / "scissors"
+    manifest = json.loads(next(folder.glob("collect-*.json")).read_text())
+    saved = manifest["files"]
+    assert manifest["skipped_no_subject"] >= len(hands)  # every empty scene, at least
+    assert len(hands) // 2 <= len(saved) <= len(hands)
+    assert all(entry["frame"] % 2 == 1 for entry in saved)  # only the frames with a hand
+    for entry in saved:
+        assert len(entry["hand"]["landmarks"]) == 21
+        assert entry["box"] == [0, 0, 640, 480]  # hands are searched in the whole frame
+        assert cv2.imread(str(folder / entry["hand_crop"])).shape == (224, 224, 3)

@@ -77,3 +77,8 @@ def test_handedness_spellings():
 def test_degenerate_hand_gives_finite_features():
     flat = np.zeros((1, 21, 3))
     assert np.all(np.isfinite(features.features_batch(flat, "right")))
+
+
+def test_no_hands_give_an_empty_batch():
+    empty = features.features_batch(np.zeros((0, 21, 3)), np.array([], dtype="<U5"))
+    assert empty.shape == (0, 63) and empty.dtype == np.float32

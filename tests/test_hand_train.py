@@ -64,8 +64,7 @@ def landmark_run(data_dir, tmp_path_factory):
     metrics = train(TrainConfig(task="handsigns", arch="landmarks", data_dir=data_dir,
                                 out_dir=out, epochs=4, verbose=0))
     bundle = export_hands(load_trained(out, "handsigns"),
-                          ["tflite-fp32", "tflite-int8", "onnx-fp32"], latency_runs=3,
-                          calibration_count=100)
+                          ["tflite-fp32", "tflite-int8", "onnx-fp32"], latency_runs=3)
     return metrics, bundle
 
 

@@ -88,7 +88,7 @@ def common_options() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from train.trainer import DEFAULTS
+    from train.trainer import DEFAULT_ARCH, recipe_defaults
 
     parser = argparse.ArgumentParser(
         prog="python -m train", description=__doc__,
@@ -96,20 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     tasks = parser.add_subparsers(dest="task", required=True, metavar="TASK")
     parent = common_options()
     for name, spec in TASKS.items():
-        d = DEFAULTS[name]
+        arch = DEFAULT_ARCH[name]
+        d = recipe_defaults(name, arch)
+        model_input = ("MediaPipe hand landmarks (63 features)" if arch == "landmarks"
+                       else f"input {spec.size}px {spec.colour}")
         sub = tasks.add_parser(
             name, parents=[parent], help=spec.description,
-            description=f"Train the {name} classifier ({spec.description}). Defaults: "
-                        f"{d['epochs']} epochs, batch {d['batch_size']}, lr {d['learning_rate']}, "
-                        f"input {spec.size}px {spec.colour}. Writes artifacts/{name}/: model.keras, "
-                        "metrics.json, history.png, confusion.png, logs/ (TensorBoard).")
+            description=f"Train the {name} classifier ({spec.description}). Defaults: --arch "
+                        f"{arch}, {d['epochs']} epochs, batch {d['batch_size']}, lr "
+                        f"{d['learning_rate']}, {model_input}. Writes artifacts/{name}/: "
+                        "model.keras, metrics.json, history.png, confusion.png, logs/ "
+                        "(TensorBoard).")
         if name == "digits":
             sub.add_argument("--embedded", action="store_true",
                              help="train on scikit-learn's bundled digits (no files, no internet)")
         if name == "fruits":
             sub.add_argument("--classes", help="comma-separated class folder names (default: the "
                              "classic 16 when present, else every class found)")
-    add_images_command(tasks, parent)
+    add_images_command(tasks, common_options())  # its own copy: it changes a default
     doctor = tasks.add_parser(
         "doctor", help="devices, strategy, mixed precision, and a short timed training run",
         description="Print what training will run on here (the devices TensorFlow sees, the "
@@ -159,6 +163,10 @@ def train_images(args, config_fields: dict) -> dict:
     from train.trainer import TrainConfig, train
 
     check_task_name(args.name)
+    recorded = {"folder": str(args.data.expanduser().resolve()),
+                "test_split": args.test_split, "colour": "rgb"}
+    if config_fields["arch"] == "landmarks":
+        return train_gestures(args, config_fields, recorded)
     if args.weights and args.arch in (None, "convnet"):
         config_fields["arch"] = "mobilenetv3small"  # pretrained weights need the backbone
     pretrained = config_fields["arch"] == "mobilenetv3small"
@@ -168,13 +176,33 @@ def train_images(args, config_fields: dict) -> dict:
     if config_fields["val_split"] is None:
         config_fields["val_split"] = 0.0 if len(dataset.y_train) < SMALL_DATA else 0.1
     config_fields.update(task=args.name, data_dir=args.data.expanduser().resolve(),
-                         image_size=size,
-                         extra={"images": {"folder": str(args.data.expanduser().resolve()),
-                                           "test_split": args.test_split, "colour": "rgb"}})
+                         image_size=size, extra={"images": recorded})
     from device.interrupts import terminate_as_interrupt
 
     with terminate_as_interrupt():
         return train(TrainConfig(**config_fields), dataset)
+
+
+def train_gestures(args, config_fields: dict, recorded: dict) -> dict:
+    """``--arch landmarks``: the user's own hand gestures on the hand-sign landmark classifier
+    (train/hand_trainer.py), from the images' hand landmarks; the folders are checked (and
+    split) before TensorFlow loads."""
+    from device.tasks import custom_task
+    from train.data import folders
+    from train.hand_trainer import train_landmarks
+    from train.trainer import TrainConfig, resolved
+
+    files = folders.photo_files(args.data, args.test_split, args.seed, quiet=True)
+    if config_fields["val_split"] is None:
+        config_fields["val_split"] = 0.0 if len(files["train"]) < SMALL_DATA else 0.1
+    config_fields.update(task=args.name, data_dir=args.data.expanduser().resolve(),
+                         extra={"images": recorded, "hand_variant": args.hand_models})
+    config = resolved(TrainConfig(**config_fields), custom_task(args.name, files["labels"]),
+                      len(files["train"]))
+    from device.interrupts import terminate_as_interrupt
+
+    with terminate_as_interrupt():
+        return train_landmarks(config)
 
 
 def main(argv: list[str] | None = None) -> int:

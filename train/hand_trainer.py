@@ -124,8 +124,10 @@ def require_hand_models(variant: str) -> None:
 def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None) -> dict:
     """Train the landmark classifier of ``config`` (a resolved TrainConfig); write the same
     artifacts as the image route (model.keras, metrics.json, plots)."""
-    if config.task != "handsigns":
-        raise UserError("--arch landmarks is for the handsigns task")
+    images = (config.extra or {}).get("images")  # a user's own gestures (train images)
+    if config.task != "handsigns" and not images:
+        raise UserError("--arch landmarks is for the handsigns task, or your own gestures "
+                        "(python -m train images --data DIR --name NAME --arch landmarks)")
     variant = config.extra.get("hand_variant", "full")
     require_hand_models(variant)  # before anything slow: the one line that says how to fetch
     import keras
@@ -138,7 +140,11 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
     from train.trainer import save_artifacts, split_validation, validation_kind
 
     started = time.time()
-    files = photo_files(config.data_dir or resolve_data_dir(None))
+    if images:
+        from train.data.folders import photo_files as folder_files
+        files = folder_files(Path(images["folder"]), images["test_split"], config.seed)
+    else:
+        files = photo_files(config.data_dir or resolve_data_dir(None))
     labels = files["labels"]
     train_lm, extraction = photo_landmarks(files["train"], variant, make_tracker, landmark_root)
     test_lm, _ = photo_landmarks(files["test"], variant, make_tracker, landmark_root)
@@ -156,7 +162,7 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
     keep_val = train_lm.found[val_index]
     no_hand = {"train": int(np.sum(~keep_train)), "validation": int(np.sum(~keep_val)),
                "test": test_lm.missing}
-    print(f"handsigns (landmarks): {len(train_index)} train / {len(val_index)} validation / "
+    print(f"{config.task} (landmarks): {len(train_index)} train / {len(val_index)} validation / "
           f"{len(files['test'])} test photos; no hand found in {no_hand['train']} / "
           f"{no_hand['validation']} / {no_hand['test']} (left out of training; errors in the "
           "validation and test accuracy)", flush=True)
@@ -192,7 +198,7 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
                   metrics=["accuracy"])
     eye = np.eye(n_classes, dtype=np.float32)
     validation = (x_val, eye[y_val[keep_val]]) if len(x_val) else None
-    out = Path(config.out_dir) / "handsigns"
+    out = Path(config.out_dir) / config.task
     verbose = config.verbose if config.verbose != "auto" else 2
     fit_started = time.time()
     history = model.fit(x_train, eye[y_aug], batch_size=config.batch_size, epochs=config.epochs,
@@ -213,7 +219,7 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
     predicted = np.full(len(all_test), -1)
     predicted[test_found] = test_probs.argmax(1)
     metrics = {
-        "task": "handsigns",
+        "task": config.task,
         "labels": labels,
         # scale/offset 1/0: device code that scales stored inputs (samples) leaves features be.
         "preprocessing": {"camera": "landmarks", "features": hand_features.VERSION,
@@ -236,7 +242,8 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
                              for i, label in enumerate(labels)},
                     "train_total": len(files["train"]), "test_total": len(files["test"]),
                     "validation_total": int(len(val_index)),
-                    "validation_split": validation_kind(groups, config.val_split)},
+                    "validation_split": validation_kind(groups, config.val_split),
+                    "test_split": files.get("split")},
         "training_seconds": round(train_seconds, 1),
         "landmark_seconds": round(extraction_seconds, 1),
         "total_seconds": round(time.time() - started, 1),
@@ -247,7 +254,7 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
         "versions": versions(),
     }
     save_artifacts(out, model, metrics, history.history)
-    print(f"handsigns (landmarks): test accuracy {test['accuracy']:.4f} over all "
+    print(f"{config.task} (landmarks): test accuracy {test['accuracy']:.4f} over all "
           f"{len(all_test)} photos ({no_hand['test']} without a hand count as errors; "
           f"{test['accuracy_with_hand']:.4f} on the photos with a hand)"
           + (f", validation {val['accuracy']:.4f}" if val else "")

@@ -137,9 +137,17 @@ def augmentation(task: str, seed: int) -> keras.Sequential:
                  layers.RandomZoom(0.1, fill_mode="constant", seed=seed + 1),
                  layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=seed + 2)]
     elif task == "fruits":
+        # The device's locator (device/locate.py) frames the fruit with a margin of whatever it
+        # lies on: zoom out to 35 %, shift a little, fill with the studio white, then put a
+        # procedural surface (and shadow) where the white is (train/scene.py).
+        from train.scene import SceneBackground
+
+        white = {"fill_mode": "constant", "fill_value": 1.0}
         steps = [layers.RandomFlip("horizontal_and_vertical", seed=seed),
-                 layers.RandomRotation(0.1, fill_mode="reflect", seed=seed + 1),
-                 layers.RandomZoom((-0.1, 0.2), fill_mode="reflect", seed=seed + 2),
+                 layers.RandomRotation(0.1, **white, seed=seed + 1),
+                 layers.RandomZoom((-0.1, 0.35), **white, seed=seed + 2),
+                 layers.RandomTranslation(0.06, 0.06, **white, seed=seed + 5),
+                 SceneBackground(keep_white=0.2, shadow=0.5, seed=seed + 6),
                  layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 3),
                  layers.RandomContrast(0.2, seed=seed + 4)]
     elif task == "images":

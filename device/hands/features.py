@@ -31,7 +31,7 @@ def is_left(handedness) -> np.ndarray:
     """``"left"`` (any case) or True -> True, per hand; arrays of either are accepted."""
     values = np.atleast_1d(np.asarray(handedness))
     if values.dtype.kind in "USO":
-        return np.array([str(v).lower() == "left" for v in values])
+        return np.array([str(v).lower() == "left" for v in values], dtype=bool)  # 0 hands too
     return values.astype(bool)
 
 

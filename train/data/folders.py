@@ -148,8 +148,9 @@ def scan(folder: Path) -> FolderScan:
         test = [f for i, name in enumerate(labels)
                 for f in list_class(test_dir / name, i, {})]
         return FolderScan(folder, labels, train, test, "train/test", counts)
-    labels = [p.name for p in class_folders(folder)]
-    files = [f for i, name in enumerate(labels) for f in list_class(folder / name, i, counts)]
+    root = train_dir or folder  # DIR/train/<class>/ alone: a test split is made from it
+    labels = [p.name for p in class_folders(root)]
+    files = [f for i, name in enumerate(labels) for f in list_class(root / name, i, counts)]
     return FolderScan(folder, labels, files, None, "classes", counts)
 
 
@@ -233,6 +234,63 @@ def split_by_session(files: list[ImageFile], n_labels: int, fraction: float, see
     return test, {"by_session": by_session, "by_time": by_time}
 
 
+def session_split(files: list[ImageFile], labels: list[str], fraction: float, seed: int,
+                  say) -> tuple[np.ndarray, dict, list[str]]:
+    """:func:`split_by_session` with what it did said (and returned) in words."""
+    mask, summary = split_by_session(files, len(labels), fraction, seed)
+    by_time = [labels[i] for i in summary["by_time"]]
+    sessions = len({(f.label, f.session) for f in files})
+    notes = []
+    if summary["by_session"]:
+        note = (f"test split: {fraction:.0%} of each class held out by capture session "
+                f"({sessions} sessions in all), so near-identical frames of one burst never "
+                "straddle train and test")
+        say(note)
+        notes.append(note)
+    if by_time:
+        warning = (f"warning: class(es) {', '.join(by_time)} were captured in one session: "
+                   "split by time (the last frames are the test); neighbouring frames look "
+                   "alike, so the test accuracy is optimistic. Capture another session "
+                   "(another day, place or light) for an honest test")
+        say(warning)
+        notes.append(warning.removeprefix("warning: "))
+    return mask, {"kind": "session", "test_fraction": fraction, "by_time": by_time,
+                  "sessions": sessions}, notes
+
+
+def photo_files(folder: Path, test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 42,
+                quiet: bool = False) -> dict:
+    """The image files themselves, split as :func:`load` splits them, for the hand-landmark
+    route (``train images --arch landmarks``), which finds hands in the full-resolution
+    images: the same dict as ``train.data.handsigns.photo_files``. A file that cannot be
+    decoded is a photo without a hand there (an error in the test accuracy)."""
+    say = (lambda text: None) if quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+    found = scan(folder)
+    fatal = problems(found, found.train + (found.test or []))
+    if fatal:
+        raise UserError("\nerror: ".join(fatal))
+    train, split = found.train, {"layout": found.layout, "sessions_from": found.sessions_from}
+    if found.test is not None:
+        test = found.test
+        split["kind"] = "given"
+    else:
+        mask, details, _ = session_split(train, found.labels, test_fraction, seed, say)
+        split.update(details)
+        test = [f for f, held in zip(train, mask) if held]
+        train = [f for f, held in zip(train, mask) if not held]
+
+    def labels_of(files):
+        return np.array([f.label for f in files], np.int64)
+
+    def groups_of(files):
+        return np.array([f"{f.label}:{f.session}" for f in files])
+
+    return {"labels": list(found.labels), "source": str(found.root),
+            "train": [f.path for f in train], "y_train": labels_of(train),
+            "groups": groups_of(train), "test": [f.path for f in test],
+            "y_test": labels_of(test), "test_groups": groups_of(test), "split": split}
+
+
 def load(folder: Path, name: str, size: int, colour: str = "rgb",
          test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 42, quiet: bool = False):
     """Scan, check, read and split ``folder`` into a :class:`train.data.Dataset` for ``name``."""
@@ -265,24 +323,9 @@ def load(folder: Path, name: str, size: int, colour: str = "rgb",
         notes.append("test split: the given test folder")
         split["kind"] = "given"
     else:
-        mask, summary = split_by_session(files, len(found.labels), test_fraction, seed)
-        by_time = [found.labels[i] for i in summary["by_time"]]
-        sessions = len(set(groups.tolist()))
-        if summary["by_session"]:
-            note = (f"test split: {test_fraction:.0%} of each class held out by capture session "
-                    f"({sessions} sessions in all), so near-identical frames of one burst never "
-                    "straddle train and test")
-            say(note)
-            notes.append(note)
-        if by_time:
-            warning = (f"warning: class(es) {', '.join(by_time)} were captured in one session: "
-                       "split by time (the last frames are the test); neighbouring frames look "
-                       "alike, so the test accuracy is optimistic. Capture another session "
-                       "(another day, place or light) for an honest test")
-            say(warning)
-            notes.append(warning.removeprefix("warning: "))
-        split.update(kind="session", test_fraction=test_fraction, by_time=by_time,
-                     sessions=sessions)
+        mask, details, split_notes = session_split(files, found.labels, test_fraction, seed, say)
+        notes += split_notes
+        split.update(details)
         x_test, y_test = x[mask], y[mask]
         x, y, groups = x[~mask], y[~mask], groups[~mask]
     dataset = Dataset(name, list(found.labels), x, y, x_test, y_test, str(found.root), notes,

@@ -1,0 +1,219 @@
+"""Digits on real paper: the ink step that finds the digit to read and turns it into MNIST.
+
+Real paper is harder than a clean sheet: a fine pen (1-2 px strokes), blue or red ink, ruled or
+squared paper, a shadow across the page, the sheet tilted, a digit at the edge of the box,
+several digits in view. The steps, each for one of those:
+
+1. **Dark-preserving shrink** (:func:`shrink_keeping_ink`): the region is reduced to a small
+   work image by a minimum filter then an area average, so a 1 px pen line keeps its darkness
+   (a plain area average of 5x5 pixels would dilute it 5 times, to the level of paper noise).
+2. **Light flattening** (device/camera.py ``flatten_light``): the paper's own brightness,
+   shadow edges included, is divided out; what is left is "inkness", 0 = paper.
+3. **Ink, not printing** (:func:`pen_mask`): the printed lines of ruled and squared paper
+   are light (inkness ~0.1-0.2) and a pen is dark (0.4-0.9), so the threshold never drops below
+   :data:`MIN_INK`, and rises with the darkest ink in view; families of long parallel straight
+   lines (:func:`printed_lines`) are removed where they are not pen-dark. A component that runs
+   across the box from edge to edge is a line or a table's grain, never a digit.
+4. **Digits, not strokes** (:func:`digit_groups`): strokes close together form one digit (a 5
+   in two pieces); the digit nearest the centre of the box is read and the others are counted.
+
+Blank paper, or paper with only its printed lines, has no ink left after step 3: ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from device.camera import centre_by_mass, flatten_light, normalise_stroke
+
+#: The work image's shorter side: enough for a 20 px MNIST digit that fills a third of it.
+WORK_SIDE = 80
+#: Inkness below this is paper, its printed lines or noise, whatever the pen: a stroke must
+#: reach it somewhere (hysteresis seeds) ...
+MIN_INK = 0.22
+#: ... and may continue down to this next to such a seed (a 1 px ballpoint line fades in and
+#: out along its length; the printed lines stay below it).
+MIN_INK_LOW = 0.14
+#: Printed lines are searched among pixels above this ...
+PRINT_LEVEL = 0.1
+#: ... and ink on them is still pen where darker than this (a stroke crossing a line).
+PEN_OVER_PRINT = 0.3
+#: Both are also at least this fraction of the darkest ink in view (a faint line beside a
+#: dark digit is not part of it).
+PEAK_FRACTION = 0.4
+#: A digit covers well under this fraction of the box; more "ink" means no paper in view.
+MAX_INK_FRACTION = 0.5
+#: Paper is a light, nearly neutral surface: a box whose typical colour is more saturated than
+#: this (a wooden table: 0.3-0.7) or darker than :data:`MIN_PAPER_LEVEL` (a covered lens) holds
+#: no paper. White paper under a warm lamp stays below 0.25. Coloured notes are not paper here.
+MAX_PAPER_SATURATION = 0.3
+MIN_PAPER_LEVEL = 40
+
+
+@dataclass
+class InkReading:
+    """The MNIST patch of the digit to read (None: no digit) and how many other digits."""
+
+    patch: np.ndarray | None
+    others: int = 0
+
+
+def shrink_keeping_ink(gray: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
+    """Shrink by a whole factor so the shorter side is about ``side``, keeping thin dark lines.
+
+    A minimum filter as wide as the factor first spreads each dark pixel over its block, then
+    the area average (OpenCV's fast integer path) reduces it: a 1 px stroke comes out one work
+    pixel wide at full darkness, a 6 px stroke two pixels wide; stroke widths even out, as in
+    MNIST. Paper noise's dark tail lowers the paper level uniformly, which flattening removes.
+    """
+    factor = max(1, min(gray.shape) // side)
+    if factor == 1:
+        return gray
+    h, w = (gray.shape[0] // factor) * factor, (gray.shape[1] // factor) * factor
+    darkest = cv2.erode(gray[:h, :w], np.ones((factor, factor), np.uint8))
+    return cv2.resize(darkest, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+
+
+def ink_threshold(inkness: np.ndarray) -> float:
+    """The inkness above which a pixel is pen: never below :data:`MIN_INK` (paper, printed
+    lines, noise), and at least :data:`PEAK_FRACTION` of the darkest ink in view."""
+    peak = float(np.percentile(inkness, 99.7))
+    return max(MIN_INK, PEAK_FRACTION * peak)
+
+
+def printed_lines(inkness: np.ndarray) -> np.ndarray:
+    """Where the sheet's own printing is: straight lines across most of the box that come in
+    parallel families (ruled lines, a squared grid). A shadow can darken them to a pen's
+    level, and they then break into dashes; a lone straight stroke (a 1) is no family."""
+    side = min(inkness.shape)
+    faint = (inkness > PRINT_LEVEL).astype(np.uint8)
+    found = cv2.HoughLinesP(faint, 1, np.pi / 180, threshold=int(0.35 * side),
+                            minLineLength=int(0.5 * side), maxLineGap=4)
+    printed = np.zeros(inkness.shape, np.uint8)
+    if found is None:
+        return printed.astype(bool)
+    segments = found.reshape(-1, 4)
+    angles = np.degrees(np.arctan2(segments[:, 3] - segments[:, 1],
+                                   segments[:, 2] - segments[:, 0])) % 180
+    apart = np.abs(angles[:, None] - angles[None, :])
+    parallel = (np.minimum(apart, 180 - apart) < 6).sum(axis=1) >= 4
+    for x0, y0, x1, y1 in segments[parallel]:
+        cv2.line(printed, (int(x0), int(y0)), (int(x1), int(y1)), 1, 2)
+    return printed.astype(bool)
+
+
+def pen_mask(inkness: np.ndarray) -> np.ndarray:
+    """Hysteresis: pixels above :func:`ink_threshold`, grown twice into neighbours above the
+    low threshold. A faint stroke stays in one piece; isolated noise and printed lines (below
+    the seeds) do not start one, and growth stays local, so a line a stroke crosses adds a
+    pixel or two, not its whole length."""
+    high = ink_threshold(inkness)
+    strong = (inkness > high).astype(np.uint8)
+    weak = (inkness > max(MIN_INK_LOW, high * MIN_INK_LOW / MIN_INK)).astype(np.uint8)
+    printing = printed_lines(inkness) & (inkness < PEN_OVER_PRINT)
+    strong[printing] = 0
+    weak[printing] = 0
+    step = np.ones((3, 3), np.uint8)
+    for _ in range(2):
+        strong = cv2.dilate(strong, step) & weak | strong
+    return strong
+
+
+def spans_box(stats: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Per component: does it touch two opposite edges of the box (a ruled line, a grid line,
+    wood grain, the paper's edge)? A digit touches at most one side."""
+    left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    right = left + stats[:, cv2.CC_STAT_WIDTH]
+    bottom = top + stats[:, cv2.CC_STAT_HEIGHT]
+    return ((left == 0) & (right >= width)) | ((top == 0) & (bottom >= height))
+
+
+def ink_strokes(mask: np.ndarray) -> np.ndarray:
+    """The mask less specks and lines running across the box."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(mask)
+    height, width = mask.shape
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = (areas >= max(3, int(0.0015 * height * width))) & ~spans_box(stats[1:], width, height)
+    lookup = np.zeros(count, np.uint8)
+    lookup[1 + np.flatnonzero(keep)] = 1
+    return lookup[labels]
+
+
+def digit_groups(strokes: np.ndarray) -> tuple[np.ndarray, int]:
+    """(mask of the digit nearest the box centre, number of other digits).
+
+    Strokes are joined into digits by closing the gaps a writer leaves inside one digit; among
+    digits at least a third the size of the largest (not a
+    speck or a stray mark), the one whose centre is nearest the box centre is read.
+    """
+    height, width = strokes.shape
+    count, _, stats, _ = cv2.connectedComponentsWithStats(strokes, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(strokes), 0
+    # The gaps inside one digit scale with the writing: a fifth of the tallest stroke's height
+    # (a 5's flag, a 4's open top), never more than a tenth of the box.
+    tallest = int(stats[1:, cv2.CC_STAT_HEIGHT].max())
+    gap = int(np.clip(round(0.2 * tallest), 3, max(3, 0.1 * min(height, width)))) | 1
+    joined = cv2.dilate(strokes, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (gap, gap)))
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(joined, connectivity=8)
+    if count <= 1:
+        return np.zeros_like(strokes), 0
+    ink_per_group = np.bincount(labels[strokes > 0], minlength=count)[1:]
+    real = ink_per_group >= max(1, ink_per_group.max() / 3)
+    distance = np.hypot(centroids[1:, 0] - width / 2, centroids[1:, 1] - height / 2)
+    distance[~real] = np.inf
+    chosen = int(np.argmin(distance))
+    return ((labels == chosen + 1) & (strokes > 0)).astype(np.uint8), int(real.sum()) - 1
+
+
+def looks_like_paper(region_bgr: np.ndarray) -> bool:
+    """Whether the box's typical colour could be paper (light enough, nearly neutral), judged
+    on a 16x16 average of it: cheap, and blind to the ink."""
+    if region_bgr.ndim == 2:
+        return float(np.median(region_bgr)) >= MIN_PAPER_LEVEL
+    tiny = cv2.resize(region_bgr, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+    brightest, darkest = tiny.max(axis=2), tiny.min(axis=2)
+    saturation = (brightest - darkest) / np.maximum(brightest, 1.0)
+    return (float(np.median(brightest)) >= MIN_PAPER_LEVEL
+            and float(np.median(saturation)) <= MAX_PAPER_SATURATION)
+
+
+def read_digit(region_bgr: np.ndarray, size: int = 28) -> InkReading:
+    """A box of paper -> the MNIST patch of the digit nearest its centre, uint8 (size, size, 1),
+    white ink on black; ``patch`` None when there is no pen ink in it (blank or printed paper).
+    """
+    if not looks_like_paper(region_bgr):
+        return InkReading(None)
+    # The green channel: black, blue and red pens are all dark in it, the light-blue or grey
+    # printing of ruled paper is not (in plain gray a red pen is 25 % lighter).
+    gray = region_bgr if region_bgr.ndim == 2 else np.ascontiguousarray(region_bgr[:, :, 1])
+    inkness = flatten_light(shrink_keeping_ink(gray))
+    mask = pen_mask(inkness)
+    if mask.mean() > MAX_INK_FRACTION:  # "ink" everywhere: no paper in view
+        return InkReading(None)
+    digit, others = digit_groups(ink_strokes(mask))
+    if not digit.any():
+        return InkReading(None)
+    return InkReading(mnist_patch(inkness, digit, size), others)
+
+
+def mnist_patch(inkness: np.ndarray, digit: np.ndarray, size: int = 28) -> np.ndarray:
+    """The digit's own ink, cropped, fitted into 20x20 keeping its aspect and centred by mass
+    in ``size`` x ``size``: the recipe MNIST was made with."""
+    ys, xs = np.nonzero(digit)
+    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    grown = cv2.dilate(digit, np.ones((3, 3), np.uint8))
+    strokes = (inkness * grown)[top:bottom, left:right]
+    peak = np.percentile(strokes[grown[top:bottom, left:right] > 0], 95)
+    strokes = np.clip(strokes / max(peak, 1e-3), 0.0, 1.0)
+    h, w = strokes.shape
+    fit = 20.0 / max(h, w)
+    new_w, new_h = max(1, int(round(w * fit))), max(1, int(round(h * fit)))
+    small = normalise_stroke(cv2.resize(strokes, (new_w, new_h), interpolation=cv2.INTER_AREA))
+    patch = centre_by_mass(small, size)
+    return np.clip(patch * 255.0, 0, 255).astype(np.uint8)[:, :, None]

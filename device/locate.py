@@ -1,0 +1,221 @@
+"""Find the subject against its background and frame it the way the training photos were framed.
+
+Fruits-360 was made by photographing each fruit on white, segmenting it from the white and
+scaling it to fill the 100x100 frame. A camera sees the fruit somewhere on a table or a wall, at
+any size. This step finds it and cuts a square around it, so the model gets a picture framed
+like its training photos. When nothing stands out from the background (an empty table, a blank
+wall, a covered lens) it says so, and the frame pipeline answers ``nothing``.
+
+How, on a small copy of the search region (about 60 px on its shorter side, well under 1 ms):
+
+1. **Background model from the border.** The region's outer ring is taken to be background; a
+   smooth surface (quadratic in x and y, per CIELAB channel) fitted to it, refitted without the
+   ring's outliers (a subject touching the edge), predicts the background everywhere, lamp
+   gradient and vignette included.
+2. **Difference from it** per pixel: colour (a*, b*) difference, plus brightness where a pixel
+   is brighter than the background, or darker than a shadow makes it (a cast shadow dims a
+   surface to 50-75 %: by itself it is not the subject). A pixel whose colour also occurs on
+   the border keeps only :data:`SEEN_COLOUR` of it (a busy, many-coloured background).
+3. **Texture-aware threshold.** The difference is smoothed (wood grain and plaster average out)
+   and compared with how much it varies along the ring, never below :data:`MIN_CONTRAST`.
+4. **The subject** is the region above it that stands out most (summed excess over the
+   threshold; regions running into the border count less: they are mostly background), at
+   least :data:`MIN_AREA` of the search area; its box, squared and padded by :data:`MARGIN`,
+   is what the model looks at. The box is that region's core (:func:`subject_box`).
+
+``--roi`` bounds the search; by default the whole frame is searched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+#: The work image's shorter side, in pixels.
+WORK_SIDE = 60
+#: The grid (columns, rows) the smooth background surface is evaluated on before scaling up.
+COARSE = (16, 12)
+#: The border ring's width, as a fraction of the work image's shorter side.
+RING = 0.04
+#: Smallest subject, as a fraction of the search area (a fruit 1/6 of a 480 px frame tall is
+#: ~1.6 % of it).
+MIN_AREA = 0.004
+#: The smoothed difference must exceed this (CIELAB units) whatever the background.
+MIN_CONTRAST = 14.0
+#: ... but never above this: a busy background must not hide a clear subject.
+MAX_CONTRAST = 45.0
+#: The subject's edge: this fraction of its typical (90th percentile) difference.
+REFINE = 0.5
+#: A region touching the search area's border counts this much (background patches do).
+BORDER_PENALTY = 0.3
+#: ... and this many robust standard deviations of the ring's own difference (texture).
+RING_SIGMAS = 4.0
+#: A cast shadow leaves a surface at least this bright (fraction of the background): anything
+#: darker is a dark subject, anything between is shadow.
+SHADOW_FLOOR = 0.55
+#: The square around the subject, relative to its longer side (Fruits-360 leaves ~5 % of white).
+MARGIN = 1.12
+
+
+@dataclass(frozen=True)
+class Located:
+    """A square box in frame pixels (x, y, side), or None: nothing stands out."""
+
+    box: tuple[int, int, int] | None
+    others: int = 0
+
+
+def design_matrix(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """Quadratic terms of normalised coordinates: the shape of a lamp's falloff."""
+    return np.column_stack([np.ones_like(xs), xs, ys, xs * xs, xs * ys, ys * ys])
+
+
+@lru_cache(maxsize=8)
+def ring_design(height: int, width: int, ring: int) -> tuple[tuple, np.ndarray, np.ndarray]:
+    """For a work image of this size: the ring's slices, its design matrix and the coarse grid's
+    (cached: the frame size rarely changes)."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    parts = (np.s_[:ring, :], np.s_[-ring:, :], np.s_[ring:-ring, :ring], np.s_[ring:-ring, -ring:])
+    xs = np.concatenate([xx[p].ravel() for p in parts]) / width - 0.5
+    ys = np.concatenate([yy[p].ravel() for p in parts]) / height - 0.5
+    gy, gx = np.mgrid[0:COARSE[1], 0:COARSE[0]].astype(np.float64)
+    grid = design_matrix((gx.ravel() + 0.5) / COARSE[0] - 0.5, (gy.ravel() + 0.5) / COARSE[1] - 0.5)
+    return parts, design_matrix(xs, ys), grid
+
+
+def background_model(lab: np.ndarray, ring: int) -> tuple[np.ndarray, np.ndarray]:
+    """The background predicted at every pixel from the ring, robust to a subject touching it,
+    and the ring's colours that fit it (not the subject's).
+
+    The surface is smooth by construction, so it is evaluated on a coarse grid and scaled up.
+    """
+    height, width = lab.shape[:2]
+    parts, design, grid = ring_design(height, width, ring)
+    values = np.concatenate([lab[p].reshape(-1, 3) for p in parts])
+    keep = np.ones(len(values), bool)
+    for _ in range(2):
+        coeffs, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        residual = np.abs(values - design @ coeffs).sum(axis=1)
+        spread = np.median(residual[keep]) * 1.5 + 2.0
+        keep = residual < 3.0 * spread
+        if keep.sum() < design.shape[1] * 4:
+            break
+    coarse = (grid @ coeffs).reshape(COARSE[1], COARSE[0], 3).astype(np.float32)
+    return cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR), values[keep]
+
+
+#: The difference left to a pixel whose colour the border also shows.
+SEEN_COLOUR = 0.3
+#: CIELAB (8-bit) bin sizes for "a colour the border has": L, a, b.
+BINS = (16, 8, 8)
+
+
+def border_colours(lab: np.ndarray, ring_colours: np.ndarray) -> np.ndarray:
+    """Per pixel: is its colour one the border also shows (within a bin)? A busy background
+    (a poster, a patterned cloth) is not one smooth surface, but its colours recur; a subject's
+    colours mostly do not."""
+    shape = (256 // BINS[0], 256 // BINS[1], 256 // BINS[2])
+    seen = np.zeros(shape, np.uint8)
+    index = (ring_colours // BINS).astype(np.intp)
+    seen[index[:, 0], index[:, 1], index[:, 2]] = 1
+    seen = cv2.dilate(seen.reshape(shape[0], -1), np.ones((3, 1), np.uint8)).reshape(shape)
+    seen = np.stack([cv2.dilate(plane, np.ones((3, 3), np.uint8)) for plane in seen])
+    pixels = (lab // BINS).astype(np.intp)
+    return seen[pixels[..., 0], pixels[..., 1], pixels[..., 2]].astype(bool)
+
+
+def difference(lab: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """How unlike the background each pixel is (CIELAB units), shadows discounted."""
+    chroma = np.hypot(lab[:, :, 1] - background[:, :, 1], lab[:, :, 2] - background[:, :, 2])
+    ratio = (lab[:, :, 0] + 8.0) / (background[:, :, 0] + 8.0)
+    brighter = np.maximum(ratio - 1.0, 0.0) * 120.0
+    darker = np.maximum(SHADOW_FLOOR - ratio, 0.0) * 200.0
+    return chroma + brighter + darker
+
+
+def shrink(region: np.ndarray, side: int = WORK_SIDE) -> tuple[np.ndarray, int]:
+    """Area-average by a whole factor (OpenCV's fast path) to about ``side`` px; the factor.
+    Averaging 8x8 blocks also removes sensor noise and fine texture (a weave, paper grain)."""
+    factor = max(1, min(region.shape[:2]) // side)
+    if factor == 1:
+        return region, 1
+    h, w = (region.shape[0] // factor) * factor, (region.shape[1] // factor) * factor
+    small = cv2.resize(region[:h, :w], (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    return small, factor
+
+
+def square_box(x: int, y: int, w: int, h: int, bounds: tuple[int, int, int, int]
+               ) -> tuple[int, int, int]:
+    """A square of side ``MARGIN`` x the longer side, centred on the box, moved (not cut) to
+    stay inside ``bounds`` (x, y, w, h); no larger than the bounds' shorter side."""
+    bx, by, bw, bh = bounds
+    side = int(min(max(w, h) * MARGIN, bw, bh))
+    left = int(round(x + w / 2 - side / 2))
+    top = int(round(y + h / 2 - side / 2))
+    left = min(max(left, bx), bx + bw - side)
+    top = min(max(top, by), by + bh - side)
+    return left, top, side
+
+
+def subject_box(diff: np.ndarray, region: np.ndarray, threshold: float
+                ) -> tuple[int, int, int, int]:
+    """The box (work pixels) of the region's core: where its difference is above half its
+    typical peak. On the smoothed difference, half the peak sits on the subject's true edge,
+    and background patches that merely touch it (less distinct than the subject) fall away."""
+    level = max(threshold, REFINE * float(np.percentile(diff[region], 90)))
+    core = (region & (diff > level)).astype(np.uint8)
+    count, _, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=8)
+    if count <= 1:
+        ys, xs = np.nonzero(region)
+        return int(xs.min()), int(ys.min()), int(np.ptp(xs)) + 1, int(np.ptp(ys)) + 1
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    parts = stats[1:][areas >= 0.1 * areas.max()]
+    left, top = parts[:, 0].min(), parts[:, 1].min()
+    right, bottom = (parts[:, 0] + parts[:, 2]).max(), (parts[:, 1] + parts[:, 3]).max()
+    return int(left), int(top), int(right - left), int(bottom - top)
+
+
+def touches_border(stats: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Per component (rows of OpenCV stats): does its box reach the work image's edge?"""
+    left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
+    return ((left == 0) | (top == 0) | (left + stats[:, cv2.CC_STAT_WIDTH] >= width)
+            | (top + stats[:, cv2.CC_STAT_HEIGHT] >= height))
+
+
+def locate(frame: np.ndarray, bounds: tuple[int, int, int, int]) -> Located:
+    """The subject's square box inside ``bounds`` (x, y, w, h) of a BGR ``frame``."""
+    bx, by, bw, bh = bounds
+    small, factor = shrink(frame[by:by + bh, bx:bx + bw])
+    lab = cv2.cvtColor(small, cv2.COLOR_BGR2Lab).astype(np.float32)
+    height, width = lab.shape[:2]
+    ring = max(2, int(round(RING * min(height, width))))
+    background, ring_colours = background_model(lab, ring)
+    diff = difference(lab, background)
+    diff[border_colours(lab, ring_colours)] *= SEEN_COLOUR
+    diff = cv2.blur(diff, (5, 5))
+    edge = np.concatenate([diff[:ring].ravel(), diff[-ring:].ravel(),
+                           diff[:, :ring].ravel(), diff[:, -ring:].ravel()])
+    centre = float(np.median(edge))
+    spread = float(np.median(np.abs(edge - centre))) * 1.4826
+    threshold = min(max(MIN_CONTRAST, centre + RING_SIGMAS * spread), MAX_CONTRAST)
+    mask = (diff > threshold).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return Located(None)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    big = areas >= MIN_AREA * height * width
+    if not big.any():
+        return Located(None)
+    # How much each region stands out (its summed excess over the threshold), less for regions
+    # that run into the border: those are most often the background's own patches.
+    excess = np.bincount(labels.ravel(), weights=(diff - threshold).ravel(),
+                         minlength=count)[1:]
+    score = np.where(big, excess, 0.0) * np.where(touches_border(stats[1:], width, height),
+                                                  BORDER_PENALTY, 1.0)
+    best = int(np.argmax(score))
+    others = int(np.sum(score >= 0.25 * score[best])) - 1
+    x, y, w, h = (v * factor for v in subject_box(diff, labels == best + 1, threshold))
+    return Located(square_box(bx + x, by + y, w, h, bounds), others)

@@ -120,6 +120,11 @@ status)
         echo "$id $state $task $started"
     done
     ;;
+space)
+    # Free space (kB) where ROOT lives: tells a full disk from other transfer failures.
+    mkdir -p "$root" 2>/dev/null || true
+    df -Pk "$root" | awk 'NR == 2 { print $4 }'
+    ;;
 tail)
     # tail ID N: the last N lines of the log (for error lines).
     tail -n "$2" "$runs/$1/log" 2>/dev/null || true

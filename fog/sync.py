@@ -79,13 +79,31 @@ def sync_dataset(host: Host, data_dir: Path, task: str) -> str:
     return destination
 
 
+#: Below this much free space a failed transfer is taken for a full disk (rsync's own message
+#: can be lost when the far end dies of ENOSPC and the connection closes first).
+LOW_SPACE_KB = 1024
+
+
+def free_kb(host: Host) -> int | None:
+    try:
+        answer = host.run("space", timeout=30)
+        return int(answer.stdout.split()[-1])
+    except (UserError, ValueError, IndexError):
+        return None
+
+
 def check_transfer(host: Host, done: subprocess.CompletedProcess, what: str) -> None:
     if done.returncode == 0:
         return
     output = done.stderr + done.stdout
-    if DISK_FULL in output:
-        raise UserError(f"{host.target}: the disk is full ({DISK_FULL}) while {what} to "
-                        f"{host.root}: free space there (`python -m fog stop` removes old runs)")
+    if done.returncode == 255 and "rsync" not in output:
+        raise UserError(host.explain(output))
+    free = None if DISK_FULL in output else free_kb(host)
+    if DISK_FULL in output or (free is not None and free < LOW_SPACE_KB):
+        where = f"{free} kB free under" if free is not None else "on"
+        raise UserError(f"{host.target}: the disk is full ({DISK_FULL}: {where} {host.root}) "
+                        f"while {what}: free space there (`python -m fog stop --run ID` removes "
+                        "a run)")
     if done.returncode == 255 or "connection unexpectedly closed" in output:
         raise UserError(host.explain(output))
     raise UserError(f"{host.target}: rsync failed while {what}: {last_line(output)}")

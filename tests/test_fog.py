@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from fog.sync import project_files
 from tests.sshd import Sshd, free_port
 
 pytestmark = pytest.mark.slow
@@ -251,16 +252,23 @@ def test_bad_paths_give_one_line_and_keep_local_artifacts(cloud, tmp_path):
     line = attempt("--train-args=--embedded --epochs 0")
     assert "training failed" in line and "--epochs" in line
 
-    disk = tmp_path / "small-disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1200k", "tmpfs", str(disk)],
-                             capture_output=True, text=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a size-limited tmpfs here ({mounted.stderr.strip()}): the "
-                    "disk-full path needs root")
-    try:
-        line = attempt("--train-args=--embedded --limit-per-class 10 --epochs 1",
-                       host=host_args(cloud, disk / "fog"))
-        assert "disk is full" in line and "No space left on device" in line
-    finally:
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+    # A full disk on the host, for real: size-limited tmpfs mounts (root only). One too small
+    # for the project itself (fails while sending), one that holds the project but not the
+    # trained model (fails while training, in the detached job).
+    project_kb = sum((REPO / name).stat().st_size for name in project_files()) // 1024
+    for size_kb, phase in ((project_kb // 2, "sending the project"),
+                           (project_kb + 1500, "in run")):
+        disk = tmp_path / f"disk-{size_kb}k"
+        disk.mkdir()
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs",
+                                  str(disk)], capture_output=True, text=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"cannot mount a size-limited tmpfs here ({mounted.stderr.strip()}): "
+                        "the disk-full paths need root")
+        try:
+            line = attempt("--train-args=--embedded --limit-per-class 10 --epochs 1",
+                           host=host_args(cloud, disk / "fog"))
+            assert "disk is full" in line and "No space left on device" in line, line
+            assert phase in line, line
+        finally:
+            subprocess.run(["umount", "-l", str(disk)], check=False)

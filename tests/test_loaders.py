@@ -224,7 +224,7 @@ def run_train(*args, cwd: Path):
 
 @pytest.mark.parametrize("args, message", [
     (["fruits", "--data-dir", "/nonexistent/data"], "/nonexistent/data"),
-    (["handsigns", "--data-dir", "{tmp}"], "no hand-sign data in"),
+    (["handsigns", "--data-dir", "{tmp}"], "photo folders in"),
     (["fruits", "--data-dir", "{data}", "--classes", "Kiwi"], "unknown fruit class"),
 ])
 def test_cli_user_errors_are_one_line(args, message, tmp_path, data_dir):

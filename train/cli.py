@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "fruits":
             sub.add_argument("--classes", help="comma-separated class folder names (default: the "
                              "classic 16 when present, else every class found)")
-    add_images_command(tasks, common_options())  # its own copy: it changes a default
+    add_images_command(tasks, common_options())
     doctor = tasks.add_parser(
         "doctor", help="devices, strategy, mixed precision, and a short timed training run",
         description="Print what training will run on here (the devices TensorFlow sees, the "

@@ -1,0 +1,257 @@
+"""The camera's real scene (issue 16): fruits anywhere at any size, digits on real paper, and
+"nothing there", on footage built here from held-out test data (tests/scene_sets.py).
+
+The fast tests check the camera steps alone (the locator's box, the ink step's answers); the
+slow ones run the frame pipeline with the quick models and assert, on the ``label`` a user sees
+with the runner's defaults for the source, the issue's targets where they are met (empty scenes
+<= 2 % called a class, real subjects <= 1 % called nothing, smoothing lets go within 2 frames)
+and regression guards just under what is measured where they are not yet (see each assert).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from device.footage import (
+    digits_on_real_paper,
+    empty_scene,
+    fruit_on_surface,
+    page_without_digit,
+)
+from device.ink import read_digit
+from device.locate import locate
+from device.pipeline import FramePipeline
+from device.result import NO_INK, NO_SUBJECT, NOTHING
+from tests import scene_sets
+from train.data import load_dataset
+
+FULL = (0, 0, 640, 480)
+
+
+def overlap(a, b) -> float:
+    """Intersection over the smaller box's area (a square crop is bigger than a long fruit)."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / min(aw * ah, bw * bh)
+
+
+@pytest.fixture(scope="module")
+def fruit_photos(data_dir):
+    labels = sorted(p.name for p in (data_dir / "fruits" / "Test").iterdir() if p.is_dir())
+    return scene_sets.fruit_test_photos(data_dir, labels, 4, seed=3)
+
+
+@pytest.fixture(scope="module")
+def mnist(data_dir):
+    data = load_dataset("digits", data_dir, 28)
+    return data.x_test[:, :, :, 0], data.y_test
+
+
+# --- the locator alone ---------------------------------------------------------------------
+
+def test_locator_finds_the_fruit_anywhere_on_every_surface(fruit_photos):
+    photos, _ = fruit_photos
+    rng = np.random.default_rng(1)
+    hits = []
+    for index, photo in enumerate(photos):
+        kind = scene_sets.SURFACES[index % len(scene_sets.SURFACES)]
+        frame, truth = fruit_on_surface(photo, rng, kind)
+        found = locate(frame, FULL).box
+        box = None if found is None else (found[0], found[1], found[2], found[2])
+        hits.append(box is not None and overlap(box, truth) > 0.8
+                    and found[2] < 1.6 * max(truth[2:]) + 16)
+    print(f"locator on {len(hits)} scenes: {np.mean(hits):.3f} framed")
+    assert np.mean(hits) >= 0.95
+
+
+@pytest.mark.parametrize("kind", ["plain", "wood", "wall", "cloth", "page"])
+def test_locator_finds_nothing_on_empty_surfaces(kind):
+    rng = np.random.default_rng(2)
+    found = [locate(empty_scene(rng, kind), FULL).box for _ in range(10)]
+    assert sum(box is not None for box in found) <= 1, found
+
+
+def test_roi_bounds_the_search(fruit_photos):
+    photos, _ = fruit_photos
+    frame, truth = fruit_on_surface(photos[0], np.random.default_rng(4), "wood",
+                                    height_range=(0.2, 0.25))
+    x, y, w, h = truth
+    bounds = (max(0, x - 40), max(0, y - 40), min(640 - max(0, x - 40), w + 80),
+              min(480 - max(0, y - 40), h + 80))
+    box = locate(frame, bounds).box
+    assert box is not None
+    assert bounds[0] <= box[0] and box[0] + box[2] <= bounds[0] + bounds[2]
+    assert bounds[1] <= box[1] and box[1] + box[2] <= bounds[1] + bounds[3]
+    far = (0, 0, 100, 100) if x > 200 or y > 200 else (500, 340, 140, 140)
+    assert locate(frame, far).box is None
+
+
+# --- the ink step alone --------------------------------------------------------------------
+
+def centre_box(frame):
+    from device.camera import roi_for
+
+    return roi_for(frame.shape, 0.6).cut(frame)
+
+
+@pytest.mark.parametrize("paper", ["plain", "ruled", "squared"])
+def test_ink_step_answers_nothing_for_blank_and_printed_paper(paper):
+    rng = np.random.default_rng(5)
+    read = [read_digit(centre_box(page_without_digit(rng, paper, bool(i % 2)))).patch is not None
+            for i in range(12)]
+    # Known limit: printed lines darkened by a deep shadow can break into short dashes that
+    # pass for ink (about 1 page in 12 of the shadowed ruled ones); the classifier then
+    # mostly says unsure.
+    assert sum(read) <= 1, read
+
+
+def test_ink_step_reads_the_digit_nearest_the_centre_and_counts_the_others(mnist):
+    x, _ = mnist
+    rng = np.random.default_rng(6)
+    for others in (1, 2):
+        frame = digits_on_real_paper([x[0], *x[1:1 + others]], rng, pen="blue", paper="squared",
+                                     stroke=3, shadow=False, max_tilt=5)
+        reading = read_digit(frame)
+        assert reading.patch is not None and reading.others == others
+
+
+def test_ink_step_keeps_a_digit_touching_the_box_edge(mnist):
+    x, _ = mnist
+    rng = np.random.default_rng(7)
+    frame = digits_on_real_paper([x[3]], rng, pen="black", paper="squared", stroke=4,
+                                 touch_edge=True)
+    reading = read_digit(centre_box(frame))
+    assert reading.patch is not None and reading.others == 0
+    # The patch is a whole digit: its ink spans most of MNIST's 20 px box.
+    rows = np.flatnonzero(reading.patch[:, :, 0].max(axis=1) > 60)
+    assert np.ptp(rows) >= 16
+
+
+# --- the frame pipeline with real models ---------------------------------------------------
+
+def fraction(results, predicate) -> float:
+    return float(np.mean([predicate(r) for r in results]))
+
+
+def accuracy(results, scenes, labels) -> float:
+    return float(np.mean([r.label == labels[t] for r, t in zip(results, scenes.y)]))
+
+
+@pytest.fixture(scope="module")
+def fruits_bundle(quick_artifacts):
+    bundle = quick_artifacts("fruits") / "fruits" / "bundle"
+    metadata = json.loads((bundle / "metadata.json").read_text())
+    assert metadata["preprocessing"]["camera"] == "locate"
+    return bundle, metadata["labels"]
+
+
+@pytest.fixture(scope="module")
+def fruit_scenes(fruits_bundle, data_dir):
+    _, labels = fruits_bundle
+    photos, y = scene_sets.fruit_test_photos(data_dir, labels, 10)
+    return {"photo": scene_sets.fruit_photo_scenes(photos, y),
+            "anywhere": scene_sets.fruits_anywhere(photos, y),
+            "empty": scene_sets.empty_scenes(len(y))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["folder", "webcam"])
+def test_fruit_photos_in_a_scene_with_the_runner_defaults(source, fruits_bundle, fruit_scenes):
+    bundle, labels = fruits_bundle
+    pipeline = FramePipeline(bundle, still=source == "folder")
+    scenes = fruit_scenes["photo"]
+    results = [pipeline(frame) for frame in scenes.frames]
+    score = accuracy(results, scenes, labels)
+    print(f"fruit photos in a scene, {source} default: {score:.3f}")
+    # Issue 16's target is 0.97; the quick model (8 epochs) with the locator measures 0.93
+    # here (from 0.10 / 1.00 before, folder / webcam). This guards what is reached.
+    assert score >= 0.90
+    assert fraction(results, lambda r: r.label == NOTHING) <= 0.01
+
+
+@pytest.mark.slow
+def test_fruits_anywhere_at_any_size_and_empty_scenes(fruits_bundle, fruit_scenes):
+    bundle, labels = fruits_bundle
+    pipeline = FramePipeline(bundle)
+    anywhere = fruit_scenes["anywhere"]
+    results = [pipeline(frame) for frame in anywhere.frames]
+    score = accuracy(results, anywhere, labels)
+    empty = [pipeline(frame) for frame in fruit_scenes["empty"].frames]
+    called_class = fraction(empty, lambda r: r.is_class)
+    print(f"fruits anywhere: {score:.3f}; empty scenes called a fruit: {called_class:.3f}")
+    # Target 0.90; measured 0.79 with the quick model (from 0.095). A regression guard.
+    assert score >= 0.75
+    assert fraction(results, lambda r: r.label == NOTHING) <= 0.01
+    assert called_class <= 0.02
+    assert all(r.reason == NO_SUBJECT for r in empty if r.label == NOTHING)
+    # The box in the record is the square the model looked at, around the fruit. Known
+    # limit: on a surface of the fruit's own colour the box can frame only part of it.
+    assert all(r.box[2] == r.box[3] for r in results if r.label != NOTHING)
+    framed = [r.box[2] >= 0.9 * t["height"] for r, t in zip(results, anywhere.tags)]
+    print(f"boxes at least 0.9 of the fruit's height: {np.mean(framed):.3f}")
+    assert np.mean(framed) >= 0.8
+
+
+@pytest.fixture(scope="module")
+def digits_bundle(quick_artifacts):
+    return quick_artifacts("digits") / "digits" / "bundle"
+
+
+@pytest.fixture(scope="module")
+def digit_scenes(mnist):
+    x, y = mnist
+    picked, labels = scene_sets.seeded_digits(x, y, 200)
+    neighbours, _ = scene_sets.seeded_digits(x, y, 100, seed=99)
+    return {"plain": scene_sets.digits_plain_footage(picked, labels),
+            "hard": scene_sets.digits_hard_paper(picked, labels, neighbours=neighbours),
+            "empty": scene_sets.empty_pages(80)}
+
+
+@pytest.mark.slow
+def test_digits_on_real_paper_and_empty_pages(digits_bundle, digit_scenes):
+    labels = [str(d) for d in range(10)]
+    pipeline = FramePipeline(digits_bundle)  # the webcam default: the centre box
+    scores = {}
+    for key in ("plain", "hard"):
+        scenes = digit_scenes[key]
+        results = [pipeline(frame) for frame in scenes.frames]
+        scores[key] = accuracy(results, scenes, labels)
+        assert fraction(results, lambda r: r.label == NOTHING) <= 0.01
+        if key == "hard":
+            wanted = [t["others"] for t in scenes.tags]
+            counted = [r.others or 0 for r in results]
+            right = np.mean([c == w for c, w in zip(counted, wanted)])
+            assert right >= 0.8
+            assert all(r.to_json().get("others") == r.others for r in results if r.others)
+    empty = [pipeline(frame) for frame in digit_scenes["empty"].frames]
+    called_class = fraction(empty, lambda r: r.is_class)
+    print(f"digits: first footage {scores['plain']:.3f}, harder paper {scores['hard']:.3f}, "
+          f"empty pages called a digit {called_class:.3f}")
+    # Targets 0.99 and 0.97; the quick model measures 0.99 and 0.955 (hard: from 0.40 on this
+    # footage before the ink step was reworked). Regression guards below the targets.
+    assert scores["plain"] >= 0.98 and scores["hard"] >= 0.93
+    assert called_class <= 0.02
+    assert any(r.reason == NO_INK for r in empty)
+
+
+@pytest.mark.slow
+def test_smoothing_switches_to_nothing_within_two_frames_when_the_fruit_leaves(
+        fruits_bundle, fruit_scenes):
+    bundle, labels = fruits_bundle
+    scenes = fruit_scenes["anywhere"]
+    pipeline = FramePipeline(bundle, smoothing=True)
+    index = next(i for i, f in enumerate(scenes.frames) if pipeline(f).label == labels[scenes.y[i]])
+    pipeline = FramePipeline(bundle, smoothing=True)
+    for _ in range(10):
+        held = pipeline(scenes.frames[index])
+    assert held.label == labels[scenes.y[index]]
+    empty = fruit_scenes["empty"].frames[0]
+    after = [pipeline(empty).label for _ in range(5)]
+    switched = after.index(NOTHING) + 1
+    print(f"frames until nothing after the fruit leaves: {switched}")
+    assert switched <= 2

@@ -23,9 +23,14 @@ PI_PORT ?= 22
 PI_DIR ?= ~/edge
 SSH_OPTS ?=
 DIR ?=
+TRAIN_HOST ?=
+TRAIN_ARGS ?=
+EXPORT_ARGS ?=
+INVENTORY ?=
 
 .PHONY: help setup setup-window setup-device hand-models train calibration export test test-fast \
-	demo run serve check bench deploy rollback deploy-local rollback-local lint clean
+	demo run serve check bench deploy rollback deploy-local rollback-local lint clean doctor \
+	fog fog-status fog-attach fog-pull fog-stop fleet fleet-rollback
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -84,9 +89,9 @@ check:  ## self-test TASK's bundle (checksums, every model, verdicts, full frame
 bench:  ## the comparison table for every task with a bundle (or TASK=...) -> bench/results.md
 	$(PY) bench/run.py --artifacts $(ARTIFACTS) $(if $(filter command line,$(origin TASK)),--tasks $(TASK)) $(ARGS)
 
-deploy:  ## deploy TASK to PI="user@host [...]" [PI_PORT=22] [PI_DIR=~/edge] [SSH_OPTS=...]
+deploy:  ## deploy TASK (or BUNDLE=dir) to PI="user@host [...]" [PI_PORT=22] [PI_DIR=~/edge]
 	@test -n "$(PI)" || { echo "error: set PI=user@host (several: PI=\"pi@a pi@b\")" >&2; exit 2; }
-	$(PY) -m deploy push --task $(TASK) --artifacts $(ARTIFACTS) --hosts "$(PI)" --port $(PI_PORT) --dir '$(PI_DIR)' --ssh-opts '$(SSH_OPTS)' $(ARGS)
+	$(PY) -m deploy push --bundle $(BUNDLE) --hosts "$(PI)" --port $(PI_PORT) --dir '$(PI_DIR)' --ssh-opts '$(SSH_OPTS)' $(ARGS)
 
 rollback:  ## switch PI back to its previous release
 	@test -n "$(PI)" || { echo "error: set PI=user@host" >&2; exit 2; }
@@ -94,13 +99,32 @@ rollback:  ## switch PI back to its previous release
 
 deploy-local:  ## the same deploy into a local folder: make deploy-local TASK=digits DIR=/tmp/pi
 	@test -n "$(DIR)" || { echo "error: set DIR=/some/folder" >&2; exit 2; }
-	$(PY) -m deploy local --task $(TASK) --artifacts $(ARTIFACTS) --dir $(DIR) $(ARGS)
+	$(PY) -m deploy local --bundle $(BUNDLE) --dir $(DIR) $(ARGS)
 
 rollback-local:  ## switch DIR back to its previous release
 	$(PY) -m deploy rollback --local $(DIR) $(ARGS)
 
+fog:  ## train TASK on TRAIN_HOST=user@gpu-box, pull the bundle home [and deploy to PI=...]
+	@test -n "$(TRAIN_HOST)" || { echo "error: set TRAIN_HOST=user@host (the training machine)" >&2; exit 2; }
+	$(PY) -m fog run --task $(TASK) --host $(TRAIN_HOST) --artifacts $(ARTIFACTS) --train-args="$(TRAIN_ARGS)" --export-args="$(EXPORT_ARGS)" $(if $(PI),--pi "$(PI)" --pi-port $(PI_PORT) --pi-dir '$(PI_DIR)' --pi-ssh-opts '$(SSH_OPTS)') $(ARGS)
+
+fog-status fog-attach fog-pull fog-stop:  ## python -m fog status|attach|pull|stop --host TRAIN_HOST
+	@test -n "$(TRAIN_HOST)" || { echo "error: set TRAIN_HOST=user@host (the training machine)" >&2; exit 2; }
+	$(PY) -m fog $(subst fog-,,$@) --host $(TRAIN_HOST) $(if $(filter fog-pull,$@),--artifacts $(ARTIFACTS)) $(ARGS)
+
+fleet:  ## deploy TASK (or BUNDLE=dir) to an Ansible inventory: make fleet INVENTORY=hosts.ini
+	@test -n "$(INVENTORY)" || { echo "error: set INVENTORY=hosts.ini" >&2; exit 2; }
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) deploy/ansible/deploy.yml -e bundle=$(BUNDLE) $(ARGS)
+
+fleet-rollback:  ## roll an Ansible inventory back to its previous good release
+	@test -n "$(INVENTORY)" || { echo "error: set INVENTORY=hosts.ini" >&2; exit 2; }
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) deploy/ansible/rollback.yml $(ARGS)
+
+doctor:  ## devices, strategy, mixed precision and a short timed training run (on a GPU box)
+	$(PY) -m train doctor $(ARGS)
+
 lint:  ## ruff
-	$(VENV)/bin/ruff check device train export calibration_data hand_models deploy bench tests
+	$(VENV)/bin/ruff check device train export calibration_data hand_models deploy fog bench tests
 
 clean:  ## remove artifacts and generated calibration sets (keeps .venv)
 	rm -rf $(ARTIFACTS) calibration_data/*.npz calibration_data/*.json .cache

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from device.errors import UserError
 from device.pipeline import FramePipeline
 
 
@@ -32,8 +33,21 @@ class Classifier:
 
     def classify(self, frame_bgr: np.ndarray) -> tuple[str, float, dict]:
         """(label, score, the full result record) for one frame."""
+        check_frame(frame_bgr)
         record = self.pipeline(frame_bgr).to_json()
         return record["label"], record["score"], record
+
+
+def check_frame(frame) -> None:
+    """A frame OpenCV failed to read arrives as None: say so, instead of an error deep inside."""
+    if frame is None:
+        raise UserError("classify() got None instead of a frame: the image or camera frame was "
+                        "not read (check the path given to cv2.imread, or VideoCapture.read's ok)")
+    if not isinstance(frame, np.ndarray) or frame.ndim not in (2, 3) or frame.size == 0 or \
+            (frame.ndim == 3 and frame.shape[2] not in (1, 3, 4)):
+        shape = getattr(frame, "shape", type(frame).__name__)
+        raise UserError(f"classify() takes a BGR image as OpenCV gives it (height x width x 3, "
+                        f"uint8); got {shape}")
 
 
 def load(bundle: str | Path, **options) -> Classifier:

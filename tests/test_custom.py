@@ -350,3 +350,14 @@ def test_collect_hands_keeps_frames_with_a_hand_and_their_landmarks(data_dir, tm
         assert len(entry["hand"]["landmarks"]) == 21
         assert entry["box"] == [0, 0, 640, 480]  # hands are searched in the whole frame
         assert cv2.imread(str(folder / entry["hand_crop"])).shape == (224, 224, 3)
+
+
+def test_api_names_a_frame_that_was_not_read():
+    from device.api import check_frame
+    from device.errors import UserError
+
+    with pytest.raises(UserError, match="got None instead of a frame"):
+        check_frame(cv2.imread("/no/such/photo.jpg"))
+    with pytest.raises(UserError, match=r"got \(4, 4, 2\)"):
+        check_frame(np.zeros((4, 4, 2), np.uint8))
+    check_frame(np.zeros((4, 4, 3), np.uint8))

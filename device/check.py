@@ -150,20 +150,13 @@ def float_problem(comparison: dict, accuracy: float, float_key: str) -> str | No
 
 def sample_frames(bundle, count: int = FRAMES) -> list[np.ndarray]:
     """Camera-like 640x480 frames of the bundle's own samples, plus a black and a white one."""
-    from device.footage import digit_on_paper, photo_in_scene
+    from device.footage import sample_frame
 
     with np.load(bundle.root / bundle.metadata["samples"]["file"]) as archive:
         images = archive["x"]
     rng = np.random.default_rng(0)
-    frames = []
-    for i in range(min(count, len(images))):
-        image = images[(i * 7919) % len(images)]
-        if bundle.preprocessing.get("camera") == "digit_ink":
-            frames.append(digit_on_paper(image[:, :, 0], rng))
-        else:
-            bgr = image[:, :, ::-1] if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-            frames.append(photo_in_scene(np.ascontiguousarray(bgr), rng,
-                                         model_side=bundle.preprocessing["size"][0]))
+    frames = [sample_frame(images[(i * 7919) % len(images)], rng, bundle.preprocessing)
+              for i in range(min(count, len(images)))]
     return frames + blank_frames()
 
 

@@ -118,16 +118,17 @@ def bundle_footage(bundle, count: int, hold: int = 1, seed: int = 0) -> list[np.
     with np.load(bundle.root / bundle.metadata["samples"]["file"]) as archive:
         images = archive["x"]
     rng = np.random.default_rng(seed)
-    frames = []
-    for i in range(count):
-        image = images[(i // hold) % len(images)]
-        if bundle.preprocessing.get("camera") == "digit_ink":
-            frames.append(digit_on_paper(image[:, :, 0], rng))
-        else:
-            bgr = image[:, :, ::-1] if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
-            frames.append(photo_in_scene(np.ascontiguousarray(bgr), rng,
-                                         model_side=bundle.preprocessing["size"][0]))
-    return frames
+    return [sample_frame(images[(i // hold) % len(images)], rng, bundle.preprocessing)
+            for i in range(count)]
+
+
+def sample_frame(image: np.ndarray, rng: np.random.Generator, preprocessing: dict) -> np.ndarray:
+    """One of a bundle's sample images (uint8, as fitted for the model) as a 640x480 camera
+    frame: a digit as ink on paper, a photo scaled into a scene where the runner looks."""
+    if preprocessing.get("camera") == "digit_ink":
+        return digit_on_paper(image[:, :, 0], rng)
+    bgr = image[:, :, ::-1] if image.shape[2] == 3 else np.repeat(image, 3, axis=2)
+    return photo_in_scene(np.ascontiguousarray(bgr), rng, model_side=preprocessing["size"][0])
 
 
 def main(bundle_dir: Path, out: Path, frames: int = 300, hold: int = 15) -> int:

@@ -20,26 +20,10 @@ import pytest
 
 from device.bundle import sha256_of
 from tests.conftest import broken_int8
+from tests.sshd import free_port, sshd_binary
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def sshd_binary() -> str:
-    found = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(found).exists():
-        if os.environ.get("CI"):
-            pytest.fail("openssh-server is missing: .ci/run installs it")
-        pytest.skip("openssh-server not installed (apt-get install openssh-server rsync)")
-    if not shutil.which("rsync"):
-        pytest.fail("rsync is missing: .ci/run installs it")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -110,40 +110,6 @@ def flatten_light(gray: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - ratio, 0.0, 1.0)
 
 
-def ink_mask(inkness: np.ndarray, min_contrast: float = 0.18) -> np.ndarray:
-    """Binary ink mask: Otsu on the flattened image, but never below ``min_contrast`` so sensor
-    noise on blank paper is not called ink."""
-    scaled = (inkness * 255).astype(np.uint8)
-    scaled = cv2.GaussianBlur(scaled, (3, 3), 0)
-    otsu, _ = cv2.threshold(scaled, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    threshold = max(otsu, min_contrast * 255)
-    return (scaled > threshold).astype(np.uint8)
-
-
-def digit_components(mask: np.ndarray) -> np.ndarray:
-    """Keep the stroke components that make up the digit: the biggest one near the centre, plus
-    any other large piece (a broken 5 or 4), dropping specks and blobs at the ROI's edge."""
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if count <= 1:
-        return np.zeros_like(mask)
-    height, width = mask.shape
-    min_area = max(4, int(0.0008 * height * width))
-    areas = stats[1:, cv2.CC_STAT_AREA].astype(np.float64)
-    distance = np.hypot((centroids[1:, 0] - width / 2) / width, (centroids[1:, 1] - height / 2) / height)
-    touches_edge = ((stats[1:, cv2.CC_STAT_LEFT] == 0) | (stats[1:, cv2.CC_STAT_TOP] == 0) |
-                    (stats[1:, cv2.CC_STAT_LEFT] + stats[1:, cv2.CC_STAT_WIDTH] >= width) |
-                    (stats[1:, cv2.CC_STAT_TOP] + stats[1:, cv2.CC_STAT_HEIGHT] >= height))
-    score = areas * (1.0 - np.clip(distance, 0, 0.7)) * np.where(touches_edge, 0.2, 1.0)
-    main = int(np.argmax(score))
-    if areas[main] < min_area:
-        return np.zeros_like(mask)
-    keep = (areas >= max(min_area, 0.15 * areas[main])) & ~touches_edge
-    keep[main] = True
-    lookup = np.zeros(count, np.uint8)  # label -> 1 if kept: one gather, not a set lookup
-    lookup[1 + np.flatnonzero(keep)] = 1
-    return lookup[labels]
-
-
 def centre_by_mass(patch: np.ndarray, size: int = 28) -> np.ndarray:
     """Place a (<=20x20) float patch in a ``size`` frame so its centre of mass is in the middle."""
     canvas = np.zeros((size, size), np.float32)
@@ -160,13 +126,6 @@ def centre_by_mass(patch: np.ndarray, size: int = 28) -> np.ndarray:
     return canvas
 
 
-#: Side (pixels) at which the digit pipeline works: the ROI is area-averaged down to this first.
-WORK_SIZE = 64
-
-
-#: A digit's strokes cover well under half of the box; more "ink" than this means the box shows
-#: no paper (a dark scene, a covered lens), not a digit.
-MAX_INK_FRACTION = 0.5
 #: Paper under any usable light is brighter than this (gray level). Below it the light-
 #: flattening step would divide by ~0 and call every pixel ink.
 MIN_PAPER_LEVEL = 40.0
@@ -192,39 +151,12 @@ def normalise_stroke(patch: np.ndarray) -> np.ndarray:
 
 
 def mnistify(roi_bgr: np.ndarray, size: int = 28) -> np.ndarray | None:
-    """A dark digit on light paper -> uint8 (size, size, 1), white ink on black like MNIST.
+    """A dark digit on light paper -> uint8 (size, size, 1), white ink on black like MNIST;
+    None when the box holds no digit. The digits camera step itself (device/ink.py, which also
+    ignores printed paper lines and counts other digits); kept here as the one-call form."""
+    from device.ink import read_digit
 
-    None when the ROI holds no digit-like ink (blank paper), so the runner can say so.
-    """
-    gray = roi_bgr if roi_bgr.ndim == 2 else cv2.cvtColor(roi_bgr, cv2.COLOR_BGR2GRAY)
-    # Work at a bounded resolution: the digit only needs ~20 px in the end, and area-averaging
-    # down to it removes most sensor noise for free. This keeps the whole step well under 1 ms.
-    factor = int(np.ceil(max(gray.shape) / WORK_SIZE))
-    if factor > 1:  # an integer factor takes OpenCV's fast area-averaging path
-        h, w = (gray.shape[0] // factor) * factor, (gray.shape[1] // factor) * factor
-        gray = cv2.resize(gray[:h, :w], (w // factor, h // factor), interpolation=cv2.INTER_AREA)
-    if float(np.median(gray)) < MIN_PAPER_LEVEL:  # no lit paper: a black frame is not ink
-        return None
-    inkness = flatten_light(gray)
-    mask = ink_mask(inkness)
-    if mask.mean() > MAX_INK_FRACTION:  # "ink" everywhere: no paper in view, not a digit
-        return None
-    digit = digit_components(mask)
-    if not digit.any():
-        return None
-    ys, xs = np.nonzero(digit)
-    top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-    # Soft strokes like MNIST's anti-aliasing: the ink's own darkness, only where the digit is.
-    grown = cv2.dilate(digit, np.ones((3, 3), np.uint8))
-    strokes = (inkness * grown)[top:bottom, left:right]
-    peak = np.percentile(strokes[grown[top:bottom, left:right] > 0], 95)
-    strokes = np.clip(strokes / max(peak, 1e-3), 0.0, 1.0)
-    h, w = strokes.shape
-    fit = 20.0 / max(h, w)
-    new_w, new_h = max(1, int(round(w * fit))), max(1, int(round(h * fit)))
-    small = normalise_stroke(cv2.resize(strokes, (new_w, new_h), interpolation=cv2.INTER_AREA))
-    patch = centre_by_mass(small, size)
-    return np.clip(patch * 255.0, 0, 255).astype(np.uint8)[:, :, None]
+    return read_digit(roi_bgr, size).patch
 
 
 # --- all tasks ---------------------------------------------------------------------------------

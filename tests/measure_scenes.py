@@ -24,7 +24,14 @@ from device.pipeline import FramePipeline
 from tests import scene_sets
 from tests.conftest import shared_datasets
 
-DATA = shared_datasets() or Path("/work/shared/datasets")
+DATA = shared_datasets()  # $DATA_DIR or ../shared/datasets beside the checkout
+
+
+def data_dir() -> Path:
+    """The shared datasets, or one clear line saying where they are expected."""
+    if DATA is None:
+        raise SystemExit("error: no datasets: set DATA_DIR or put them in ../shared/datasets")
+    return DATA
 
 
 def run(pipeline: FramePipeline, scenes: scene_sets.SceneSet):
@@ -70,7 +77,7 @@ def with_camera(bundle: Path, camera: str | None, workdir: Path) -> Path:
 
 def fruits(bundle: Path, per_class: int) -> list[dict]:
     labels = json.loads((bundle / "metadata.json").read_text())["labels"]
-    photos, y = scene_sets.fruit_test_photos(DATA, labels, per_class)
+    photos, y = scene_sets.fruit_test_photos(data_dir(), labels, per_class)
     sets = {"photo": scene_sets.fruit_photo_scenes(photos, y),
             "photo_sized": scene_sets.fruit_photo_scenes(photos, y, sizes=(200, 300)),
             "anywhere": scene_sets.fruits_anywhere(photos, y),
@@ -88,7 +95,7 @@ def fruits(bundle: Path, per_class: int) -> list[dict]:
 def digits(bundle: Path, count: int) -> list[dict]:
     from train.data import load_dataset
 
-    data = load_dataset("digits", DATA, 28)
+    data = load_dataset("digits", data_dir(), 28)
     x, y = scene_sets.seeded_digits(data.x_test, data.y_test, count)
     neighbours, _ = scene_sets.seeded_digits(data.x_test, data.y_test, 200, seed=99)
     sets = [scene_sets.digits_plain_footage(x, y),

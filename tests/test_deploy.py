@@ -7,11 +7,9 @@ release again is a no-op; a broken bundle fails and leaves `current` alone; `mak
 switches back.
 """
 
-import getpass
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,7 +18,7 @@ import pytest
 
 from device.bundle import sha256_of
 from tests.conftest import broken_int8
-from tests.sshd import free_port, sshd_binary
+from tests.sshd import Sshd, free_port
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
@@ -28,44 +26,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ssh_server(tmp_path_factory):
-    sshd = sshd_binary()
-    home = tmp_path_factory.mktemp("sshd")
-    for name in ("host_key", "user_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(home / name)],
-                       check=True)
-    shutil.copy(home / "user_key.pub", home / "authorized_keys")
-    port = free_port()
-    (home / "sshd_config").write_text(f"""Port {port}
-ListenAddress 127.0.0.1
-HostKey {home / 'host_key'}
-PidFile {home / 'sshd.pid'}
-AuthorizedKeysFile {home / 'authorized_keys'}
-PubkeyAuthentication yes
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-StrictModes no
-UsePAM no
-""")
-    if os.geteuid() == 0:
-        Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # privilege-separation directory
-    server = subprocess.Popen([sshd, "-D", "-e", "-f", str(home / "sshd_config")],
-                              stderr=open(home / "sshd.log", "w"))
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            if server.poll() is not None:
-                pytest.fail(f"sshd exited: {(home / 'sshd.log').read_text()[-500:]}")
-            time.sleep(0.1)
-    options = (f"-i {home / 'user_key'} -o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new "
-               f"-o UserKnownHostsFile={home / 'known_hosts'} -o LogLevel=ERROR")
-    yield {"host": f"{getpass.getuser()}@127.0.0.1", "port": port, "options": options,
-           "home": home}
-    server.terminate()
-    server.wait(timeout=10)
+    """A real sshd on 127.0.0.1 (tests/sshd.py) standing in for the Pi."""
+    server = Sshd(tmp_path_factory.mktemp("sshd"))
+    yield {"host": server.target, "port": server.port, "options": server.options,
+           "home": server.home}
+    server.stop()
 
 
 def make(target: str, ssh: dict, artifacts: Path, base: Path, task: str = "digits"):

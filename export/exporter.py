@@ -165,9 +165,7 @@ def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | 
         write_json(staging / "metadata.json", metadata)
         report = {"task": task, "created": metadata["created"], "test_images": int(len(x_test)),
                   "rows": rows, "versions": metadata["versions"]}
-        write_json(staging / "report.json", report)
-        write_text(staging / "report.md", render_report(report))
-        swap_in(staging, bundle)
+        publish(staging, bundle, report, render_report(report))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -306,6 +304,14 @@ def build_metadata(trained: Trained, data, entries: list[dict], staging: Path,
                      "dataset": metrics.get("dataset"), "versions": metrics.get("versions")},
         "versions": export_versions(),
     }
+
+
+def publish(staging: Path, bundle: Path, report: dict, markdown: str) -> None:
+    """The report (JSON + Markdown) into the staged bundle, then the bundle into place: the last
+    step of every export, whatever the pipeline."""
+    write_json(staging / "report.json", report)
+    write_text(staging / "report.md", markdown)
+    swap_in(staging, bundle)
 
 
 def swap_in(staging: Path, bundle: Path) -> None:

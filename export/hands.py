@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.atomic import write_json, write_text
+from device.atomic import write_json
 from device.backends import load_classifier
 from device.bundle import BUNDLE_FORMAT, open_bundle, sha256_of
 from device.errors import UserError
@@ -303,7 +303,7 @@ def export_hands(trained, formats: list[str] | None = None, data_dir: str | None
     staging = Path(tempfile.mkdtemp(prefix=".bundle-staging-", dir=trained.folder))
     workdir = Path(tempfile.mkdtemp(prefix=".export-work-", dir=trained.folder))
     try:
-        from export.exporter import run_step, swap_in
+        from export.exporter import publish, run_step
 
         model.export(str(workdir / "saved_model"), format="tf_saved_model", verbose=False)
         context = ExportContext(workdir / "saved_model", workdir, calibration, int8_io)
@@ -324,9 +324,7 @@ def export_hands(trained, formats: list[str] | None = None, data_dir: str | None
                   "test_images": len(files["test"]), "no_hand": test_lm.missing,
                   "rows": rows, "stages": stage_rows, "pipelines": pipelines,
                   "versions": metadata["versions"]}
-        write_json(staging / "report.json", report)
-        write_text(staging / "report.md", render_hands_report(report))
-        swap_in(staging, bundle)
+        publish(staging, bundle, report, render_hands_report(report))
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(workdir, ignore_errors=True)

@@ -6,8 +6,9 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-#: Test accuracy the quick recipes must reach: far above chance (10 %, 10 %, 33 %).
-FLOORS = {"digits": 0.90, "fruits": 0.80, "handsigns": 0.50}
+#: Test accuracy the quick recipes must reach: far above chance (10 %, 10 %, 33 %); hand signs
+#: through the landmark route measure 0.87.
+FLOORS = {"digits": 0.90, "fruits": 0.80, "handsigns": 0.80}
 
 
 @pytest.mark.parametrize("task", ["digits", "fruits", "handsigns"])
@@ -21,7 +22,11 @@ def test_quick_training_beats_chance(task, quick_artifacts):
     n = len(metrics["labels"])
     assert len(metrics["test"]["confusion_matrix"]) == n
     assert set(metrics["test"]["per_class"]) == set(metrics["labels"])
-    assert metrics["dataset"]["test_total"] == sum(map(sum, metrics["test"]["confusion_matrix"]))
+    # Hand signs (landmark route): the matrix covers the photos with a hand; the rest are
+    # counted apart, as errors.
+    no_hand = metrics.get("no_hand", {}).get("test", 0)
+    assert metrics["dataset"]["test_total"] == \
+        sum(map(sum, metrics["test"]["confusion_matrix"])) + no_hand
     assert metrics["versions"]["tensorflow"] and metrics["training_seconds"] > 0
 
 

@@ -49,6 +49,9 @@ class Subject:
     reason: str = NO_SUBJECT          # why ``batch`` is None
     inset: np.ndarray | None = None   # the picture the model saw, for the overlay
     extras: dict = field(default_factory=dict)  # goes into the Result (hand, others)
+    # Several views of one subject (rows of ``batch``; a still photo's hand): the classifier
+    # reads each and their answers are averaged with these weights (features.fuse).
+    weights: np.ndarray | None = None
 
 
 def roi_setting(roi, still: bool, camera: str | None = None) -> str:
@@ -87,7 +90,7 @@ class HandStage:
     """Palm detection + hand landmarks, then the landmark features the classifier reads."""
 
     def __init__(self, bundle: Bundle, model_key: str, threads: int, roi, still: bool):
-        from device.hands.features import landmark_features
+        from device.hands.features import view_features
         from device.hands.tracker import HandTracker
 
         pipeline = bundle.metadata["pipeline"]
@@ -100,7 +103,7 @@ class HandStage:
                                    model_format=landmark_key.split("-")[0],
                                    palm_format=palm_key.split("-")[0], threads=threads,
                                    roi=None, still=still, thresholds=pipeline.get("thresholds"))
-        self.features = landmark_features
+        self.views = view_features
         self.frame_shape: tuple[int, ...] | None = None
 
     def _bounds(self, frame: np.ndarray) -> Roi | None:
@@ -117,7 +120,7 @@ class HandStage:
         if hand is None:
             box = None if bounds is None else (bounds.x, bounds.y, bounds.width, bounds.height)
             return Subject(None, box, NO_HAND, extras={"others": others} if others else {})
-        features = np.asarray(self.features(hand), np.float32)[None]
+        features, weights = self.views(hand)
         record = {"landmarks": np.round(hand.landmarks, 1).tolist(),
                   "presence": round(float(hand.presence), 4),
                   "handedness": hand.handedness, "detected": bool(hand.detected),
@@ -126,7 +129,8 @@ class HandStage:
         if others:
             extras["others"] = others
         box = tuple(int(round(v)) for v in hand.box)
-        return Subject(features, box, inset=hand.crop, extras=extras)
+        return Subject(features, box, inset=hand.crop, extras=extras,
+                       weights=weights if len(weights) > 1 else None)
 
 
 class FramePipeline:
@@ -163,7 +167,7 @@ class FramePipeline:
         started = time.perf_counter()
         subject = self.stage(frame)
         inference_started = time.perf_counter()
-        probs = self.classifier.predict(subject.batch)[0] if subject.batch is not None else None
+        probs = self._classify(subject)
         finished = time.perf_counter()
         self.inset = subject.inset
         label, reason, score, guess = decide(probs, self.labels, self.threshold, subject.reason)
@@ -176,6 +180,17 @@ class FramePipeline:
         if self.vote is not None:
             self._smooth(result, probs, subject.reason)
         return result
+
+    def _classify(self, subject: Subject) -> np.ndarray | None:
+        """The class probabilities of the subject: one model run, or one per view, fused."""
+        if subject.batch is None:
+            return None
+        if subject.weights is None:
+            return self.classifier.predict(subject.batch[:1])[0]
+        from device.hands.features import fuse
+
+        views = [self.classifier.predict(row[None])[0] for row in subject.batch]
+        return fuse(np.stack(views), subject.weights).astype(np.float32)
 
     def _smooth(self, result: Result, probs: np.ndarray | None, nothing_reason: str) -> None:
         """Replace ``label``/``score``/``reason``/``guess`` with the smoothed decision.

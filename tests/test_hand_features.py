@@ -82,3 +82,50 @@ def test_degenerate_hand_gives_finite_features():
 def test_no_hands_give_an_empty_batch():
     empty = features.features_batch(np.zeros((0, 21, 3)), np.array([], dtype="<U5"))
     assert empty.shape == (0, 63) and empty.dtype == np.float32
+
+
+def test_views_fuse_by_presence_and_a_hand_without_views_is_its_own_view():
+    hands = sample_hands(3)
+    hand = SimpleNamespace(landmarks=hands[0], handedness="right", presence=0.9,
+                           views=[(hands[0], "right", 0.9), (hands[1], "left", 0.6),
+                                  (hands[2], "right", 0.5)])
+    x, weights = features.view_features(hand)
+    assert x.shape == (3, features.SIZE) and weights.tolist() == pytest.approx([0.9, 0.6, 0.5])
+    assert np.allclose(x[1], features.features_batch(hands[1][None], ["left"])[0])
+    alone = SimpleNamespace(landmarks=hands[0], handedness="right", presence=0.8, views=[])
+    x1, w1 = features.view_features(alone)
+    assert x1.shape == (1, features.SIZE) and w1.tolist() == pytest.approx([0.8])
+    # Two confident views outvote one: the weighted mean, not the single best view.
+    probs = np.array([[0.2, 0.8], [0.3, 0.7], [0.95, 0.05]])
+    fused = features.fuse(probs, np.array([0.9, 0.8, 0.95]))
+    assert fused.argmax() == 1 and fused.sum() == pytest.approx(1.0)
+    assert features.fuse(probs[2:], np.array([0.7])).tolist() == pytest.approx([0.95, 0.05])
+
+
+def test_photo_landmarks_views_and_fused_probs_follow_the_device():
+    from train.landmarks import empty
+
+    hands = sample_hands(4)
+    lm = empty(3)
+    lm.found[:] = [True, False, True]
+    lm.landmarks[0], lm.handedness[0], lm.presence[0] = hands[0], "right", 0.9
+    lm.landmarks[2], lm.handedness[2], lm.presence[2] = hands[3], "left", 0.7
+    lm.view_landmarks[0, :2] = hands[:2]                       # photo 0: two views
+    lm.view_handedness[0, :2] = ["right", "left"]
+    lm.view_presence[0, :2] = [0.9, 0.6]                        # photo 2: none stored
+    x, owner, weights = lm.views()
+    assert owner.tolist() == [0, 0, 2] and weights.tolist() == pytest.approx([0.9, 0.6, 0.7])
+    assert np.allclose(x[2], features.features_batch(hands[3][None], ["left"])[0])
+    rows = np.array([2, 0])
+    x, owner, _ = lm.views(rows)
+    assert owner.tolist() == [0, 1, 1]                          # positions within rows
+
+    def predict(batch):  # "class 1" for the first photo's second view only
+        return np.array([[0.1, 0.9] if np.allclose(v, lm.views()[0][1]) else [0.8, 0.2]
+                         for v in batch])
+
+    fused = lm.fused_probs(predict)
+    assert fused.shape == (2, 2)
+    assert fused[0] == pytest.approx((0.9 * np.array([0.8, 0.2]) + 0.6 * np.array([0.1, 0.9]))
+                                     / 1.5)
+    assert fused[1] == pytest.approx([0.8, 0.2])

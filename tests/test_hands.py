@@ -167,6 +167,10 @@ def test_still_images_find_a_hand_in_most_test_photos(data_dir, still_tracker):
             centre = hand.landmarks[:, :2].mean(axis=0)
             assert -0.2 * width <= centre[0] <= 1.2 * width, path
             assert -0.2 * height <= centre[1] <= 1.2 * height, path
+            # Every accepted view is kept for the classifier; the chosen hand's own view too.
+            assert 1 <= len(hand.views) <= 28
+            assert all(p >= still_tracker.thresholds["min_presence"] for _, _, p in hand.views)
+            assert any(np.allclose(v, hand.landmarks) for v, _, _ in hand.views)
     assert found >= 0.75 * len(photos)
 
 

@@ -167,23 +167,20 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
           f"{no_hand['validation']} / {no_hand['test']} (left out of training; errors in the "
           "validation and test accuracy)", flush=True)
 
-    def canonical(lm, rows):
-        return hand_features.canonical_landmarks(lm.landmarks[rows], lm.handedness[rows])
-
     keras.mixed_precision.set_global_policy("float32")  # a 17 k MLP: float16 gains nothing
     keras.utils.set_random_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    train_rows = train_index[keep_train]
-    points = canonical(train_lm, train_rows)
+    # Every view the tracker accepted of each training photo (the device classifies a still
+    # photo's views and fuses them): real variation of the landmarks, on top of augmentation.
+    plain, owner, _ = train_lm.views(train_index)
+    points = plain.reshape(-1, hand_features.POINTS, 3)
     x_train = augment(points, rng, AUGMENT_COPIES)
-    y_aug = np.repeat(y_train[keep_train], AUGMENT_COPIES)
+    y_aug = np.repeat(y_train[owner], AUGMENT_COPIES)
     # The plain features too: the real hands themselves, unaugmented, are part of every epoch.
-    x_train = np.concatenate([points.reshape(len(points), -1).astype(np.float32), x_train])
-    y_aug = np.concatenate([y_train[keep_train], y_aug])
+    x_train = np.concatenate([plain, x_train])
+    y_aug = np.concatenate([y_train[owner], y_aug])
     n_classes = len(labels)
-    val_rows = val_index[keep_val]
-    x_val = hand_features.features_batch(train_lm.landmarks[val_rows],
-                                         train_lm.handedness[val_rows])
+    x_val, val_owner, _ = train_lm.views(val_index)
 
     model = build_classifier(n_classes, config.seed)
     steps = config.epochs * int(np.ceil(len(x_train) / config.batch_size))
@@ -197,7 +194,7 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
                       label_smoothing=config.label_smoothing),
                   metrics=["accuracy"])
     eye = np.eye(n_classes, dtype=np.float32)
-    validation = (x_val, eye[y_val[keep_val]]) if len(x_val) else None
+    validation = (x_val, eye[y_val[val_owner]]) if len(x_val) else None
     out = Path(config.out_dir) / config.task
     verbose = config.verbose if config.verbose != "auto" else 2
     fit_started = time.time()
@@ -207,10 +204,10 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
     train_seconds = time.time() - fit_started
 
     def evaluate(lm, rows, y):
+        """As the device answers: each found photo's views classified and fused."""
         found = lm.found[rows]
-        x = hand_features.features_batch(lm.landmarks[rows][found], lm.handedness[rows][found])
-        probs = model.predict(x, batch_size=256, verbose=0) if len(x) else \
-            np.zeros((0, n_classes), np.float32)
+        probs = lm.fused_probs(lambda x: model.predict(x, batch_size=256, verbose=0), rows) \
+            if found.any() else np.zeros((0, n_classes), np.float32)
         return with_misses_metrics(y, probs, found, labels), probs, found
 
     all_test = np.arange(len(files["test"]))

@@ -43,6 +43,10 @@ class PhotoLandmarks:
     presence: np.ndarray     # (N,) float32
     handedness: np.ndarray   # (N,) "left" / "right" / "" (not found)
     box: np.ndarray          # (N, 4) float32 [x, y, w, h] frame pixels
+    # Every accepted view of the hand (device.hands.tracker Hand.views), padded with presence 0
+    view_landmarks: np.ndarray   # (N, MAX_VIEWS, 21, 3) float32
+    view_handedness: np.ndarray  # (N, MAX_VIEWS)
+    view_presence: np.ndarray    # (N, MAX_VIEWS) float32; 0 = no view
 
     def subset(self, index) -> PhotoLandmarks:
         return PhotoLandmarks(*(getattr(self, name)[index] for name in FIELDS))
@@ -51,14 +55,58 @@ class PhotoLandmarks:
     def missing(self) -> int:
         return int(np.sum(~self.found))
 
+    def views(self, rows=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Features of every view of the found photos among ``rows`` (default: all): (M, 63)
+        features, (M,) the position in ``rows`` each belongs to, (M,) presence weights. A
+        photo with no stored views contributes its chosen hand."""
+        from device.hands.features import features_batch
 
-FIELDS = ("found", "landmarks", "world", "presence", "handedness", "box")
+        rows = np.arange(len(self.found)) if rows is None else np.asarray(rows)
+        landmarks, handedness, weights, owner = [], [], [], []
+        for position, row in enumerate(rows):
+            if not self.found[row]:
+                continue
+            kept = np.flatnonzero(self.view_presence[row] > 0)
+            if len(kept):
+                landmarks.append(self.view_landmarks[row, kept])
+                handedness += list(self.view_handedness[row, kept])
+                weights.append(self.view_presence[row, kept])
+            else:
+                landmarks.append(self.landmarks[row][None])
+                handedness.append(self.handedness[row])
+                weights.append(self.presence[row][None])
+            owner += [position] * len(weights[-1])
+        if not landmarks:
+            return np.zeros((0, 63), np.float32), np.zeros(0, int), np.zeros(0, np.float32)
+        return (features_batch(np.concatenate(landmarks), handedness), np.array(owner),
+                np.concatenate(weights).astype(np.float32))
+
+    def fused_probs(self, predict, rows=None) -> np.ndarray:
+        """Per found photo among ``rows``, in order: its views' class probabilities from
+        ``predict`` ((M, 63) -> (M, C)) fused as the device fuses them."""
+        from device.hands.features import fuse
+
+        x, owner, weights = self.views(rows)
+        if not len(x):
+            return np.zeros((0, 0), np.float32)
+        probs = np.asarray(predict(x))
+        return np.stack([fuse(probs[owner == k], weights[owner == k])
+                         for k in np.unique(owner)]).astype(np.float32)
+
+
+FIELDS = ("found", "landmarks", "world", "presence", "handedness", "box", "view_landmarks",
+          "view_handedness", "view_presence")
+#: Views kept per photo (2 palm crops and 12 padded views, each re-cropped: 28 at most).
+MAX_VIEWS = 28
 
 
 def empty(count: int) -> PhotoLandmarks:
     return PhotoLandmarks(np.zeros(count, bool), np.zeros((count, 21, 3), np.float32),
                           np.zeros((count, 21, 3), np.float32), np.zeros(count, np.float32),
-                          np.full(count, "", dtype="<U5"), np.zeros((count, 4), np.float32))
+                          np.full(count, "", dtype="<U5"), np.zeros((count, 4), np.float32),
+                          np.zeros((count, MAX_VIEWS, 21, 3), np.float32),
+                          np.full((count, MAX_VIEWS), "", dtype="<U5"),
+                          np.zeros((count, MAX_VIEWS), np.float32))
 
 
 def tracker_fingerprint(model_paths: dict[str, Path], settings: dict) -> str:
@@ -90,6 +138,11 @@ def record_hand(result: PhotoLandmarks, i: int, hand) -> None:
     box = getattr(hand, "box", None)
     if box is not None:
         result.box[i] = np.asarray(box, np.float32)[:4]
+    for v, (landmarks, handedness, presence) in enumerate(
+            (getattr(hand, "views", None) or [])[:MAX_VIEWS]):
+        result.view_landmarks[i, v] = np.asarray(landmarks, np.float32).reshape(21, 3)
+        result.view_handedness[i, v] = str(handedness).lower()
+        result.view_presence[i, v] = float(presence)
 
 
 def load_table(path: Path) -> dict[str, tuple]:
@@ -110,7 +163,7 @@ def save_table(path: Path, table: dict[str, tuple]) -> None:
     columns = {name: np.stack([table[key][j] for key in keys]) for j, name in enumerate(FIELDS)}
     with atomic_path(path, suffix=".npz") as tmp:
         with open(tmp, "wb") as handle:
-            np.savez(handle, keys=np.array(keys), **columns)
+            np.savez_compressed(handle, keys=np.array(keys), **columns)
 
 
 def photo_hash(path: Path) -> tuple[str, bytes]:

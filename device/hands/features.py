@@ -77,3 +77,28 @@ def features_batch(landmarks: np.ndarray, handedness) -> np.ndarray:
 def landmark_features(hand) -> np.ndarray:
     """One tracked hand (``.landmarks`` (21, 3) frame px, ``.handedness``) -> (63,) float32."""
     return features_batch(np.asarray(hand.landmarks)[None], [hand.handedness])[0]
+
+
+def view_features(hand) -> tuple[np.ndarray, np.ndarray]:
+    """A hand's features per view, (V, 63), and each view's weight (V,): its presence.
+
+    A still photo's hand is seen from several views (the tracker's ``Hand.views``: each palm
+    crop, each padded whole-image view the landmark model accepts, each re-cropped from its
+    own landmarks); a tracked video hand has one, its own."""
+    views = getattr(hand, "views", None) or [(hand.landmarks, hand.handedness, hand.presence)]
+    landmarks = np.stack([np.asarray(view[0], np.float64).reshape(POINTS, 3) for view in views])
+    features = features_batch(landmarks, [view[1] for view in views])
+    return features, np.array([float(view[2]) for view in views], np.float32)
+
+
+def fuse(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """One answer from several views' class probabilities (V, C): their presence-weighted mean.
+
+    Measured on the hand-sign photos' clip-grouped validation split (a probe, classifier
+    trained on every view): the mean over every accepted view is right on 91 % of the photos,
+    the single best-presence view on 90 %, the one view the tracker used to pick on 80 %
+    (trained on that view alone). One view's landmarks can be off on a fist; the views rarely
+    agree on the same wrong sign."""
+    probs = np.asarray(probs, np.float64).reshape(len(weights), -1)
+    weights = np.maximum(np.asarray(weights, np.float64), 1e-6)
+    return (probs * weights[:, None]).sum(0) / weights.sum()

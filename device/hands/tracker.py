@@ -10,7 +10,10 @@ when it finds nothing (tight hand crops: it misses about a third of the hand-sig
 landmark model is run on the whole image padded to a square (scaled out by each factor in
 ``fallback_pads``, turned by each of ``fallback_angles``), then on a grid of windows
 (``scan_sides``), and its presence score decides. A found hand is then re-cropped once from its
-own landmarks (``refine``), which is what the tracker would see on the next frame.
+own landmarks (``refine``), which is what the tracker would see on the next frame. With
+``still_views`` the padded whole-image views run even when a palm was found, and every view the
+landmark model accepts (and its re-crop) is kept in ``Hand.views``: the classifier reads each
+and the pipeline averages them by presence (device.hands.features.fuse).
 
 Which hand, when several palms are found: the largest palm box (the hand nearest the camera,
 which is the one a user holds up). The others are counted in ``info["others"]``.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -45,10 +48,15 @@ DEFAULT_THRESHOLDS = {
     # landmark model at each of these zoom-outs (1.0 = the square just holds the image).
     "fallback_pads": [1.0, 1.5],
     # ... and at each of these rotations (degrees): the landmark model wants the wrist at the
-    # bottom, and sideways hands are common in photos.
-    "fallback_angles": [0, 90, -90],
+    # bottom, and sideways hands are common in photos. With still_views every one of these
+    # views is classified: the 45° and 180° ones lift validation from 88 % to 91 %.
+    "fallback_angles": [0, 90, -90, 45, -45, 180],
     # Still images: re-crop a found hand from its own landmarks this many times.
     "refine": 1,
+    # Still images: classify every accepted view of the hand (palm crops, padded whole-image
+    # views, each re-cropped once) and average them (validation: 91 % of photos right, from
+    # 80 % with the one chosen view). False: the chosen view only (faster).
+    "still_views": True,
     # When no palm passes, also try square windows of these sides (fractions of the region's
     # shorter side) on a grid over the region: all of them for a still image, one per frame in
     # turn for video. A hand found there needs min_scan_presence (windows see more background
@@ -76,6 +84,9 @@ class Hand:
     box: tuple              # (x, y, w, h) axis-aligned, frame pixels, around the landmarks
     crop: np.ndarray        # the landmark model's input picture, uint8 RGB 224x224
     detected: bool          # the palm detector ran for this result
+    # Still images with ``still_views``: every accepted view as (landmarks (21, 3) frame px,
+    # handedness, presence), the chosen one included. Empty: the chosen view alone.
+    views: list = field(default_factory=list)
 
     def to_json(self) -> dict:
         """The result record's ``hand`` object (docs/contracts.md)."""
@@ -149,35 +160,72 @@ class HandTracker:
     # --- still images ----------------------------------------------------------------------
 
     def _still(self, rgb: np.ndarray) -> Hand | None:
-        result = self._from_palms(rgb, self._detect(rgb))
+        palms = self._detect(rgb)
+        if self.thresholds["still_views"]:
+            return self._still_views(rgb, palms)
+        result = self._from_palms(rgb, palms)
         detected = result is not None
         if result is None:
             result = self._whole_image(rgb)
         if result is None:
             return None
+        return self._hand(self._refined(rgb, result), rgb, detected=detected)
+
+    def _refined(self, rgb: np.ndarray, result: LandmarkResult) -> LandmarkResult:
+        """``result`` re-cropped from its own landmarks (``refine`` times, while accepted)."""
         for _ in range(int(self.thresholds["refine"])):
             again = self._landmarks(rgb, landmarks_rect(result.landmarks))
             if self._accept(again):
                 result = again
-        return self._hand(result, rgb, detected=detected)
+        return result
+
+    def _still_views(self, rgb: np.ndarray, palms: list[Palm]) -> Hand | None:
+        """Every accepted view: the palms' crops, the padded whole-image views (else the scan),
+        each also re-cropped once. The chosen hand (box, overlay) is the first palm's, else the
+        best whole-image view's; ``views`` carries them all for the classifier."""
+        self.others = max(0, len(palms) - 1)
+        self._info["others"] = self.others
+        from_palms = [r for r in (self._landmarks(rgb, palm.crop_rect()) for palm in
+                                  palms[:int(self.thresholds["max_palm_tries"])])
+                      if self._accept(r)]
+        whole = sorted((r for r in self._padded_views(rgb) if self._accept(r)),
+                       key=lambda r: -r.presence)
+        accepted = from_palms + whole
+        if not accepted:
+            scanned = self._best_scan([self._landmarks(rgb, rect) for rect in scan_windows(
+                self._search, self.thresholds["scan_sides"])])
+            accepted = [scanned] if scanned is not None else []
+        if not accepted:
+            return None
+        views, chosen = [], None
+        for result in accepted:
+            again = self._landmarks(rgb, landmarks_rect(result.landmarks))
+            refined = self._accept(again)
+            views += [result, again] if refined else [result]
+            chosen = chosen or (again if refined else result)
+        hand = self._hand(chosen, rgb, detected=bool(from_palms))
+        hand.views = [(view.landmarks, view.handedness, view.presence) for view in views]
+        return hand
 
     def _whole_image(self, rgb: np.ndarray) -> LandmarkResult | None:
         """The landmark model on the search region padded to a square (at each zoom-out), then
         on the scan windows; the best presence wins if it passes its threshold."""
-        x, y, w, h = self._search
-        side = max(w, h)
-        best = None
-        for pad in self.thresholds["fallback_pads"]:
-            for degrees in self.thresholds["fallback_angles"]:
-                rect = (x + w / 2, y + h / 2, side * pad, side * pad, math.radians(degrees))
-                result = self._landmarks(rgb, rect)
-                if best is None or result.presence > best.presence:
-                    best = result
+        best = max(self._padded_views(rgb), key=lambda r: r.presence, default=None)
         if best is not None and self._accept(best):
             return best
         scanned = [self._landmarks(rgb, rect) for rect in scan_windows(
             self._search, self.thresholds["scan_sides"])]
         return self._best_scan(scanned)
+
+    def _padded_views(self, rgb: np.ndarray) -> list[LandmarkResult]:
+        """The landmark model on the search region padded to a square, at each of
+        ``fallback_pads`` and ``fallback_angles``."""
+        x, y, w, h = self._search
+        side = max(w, h)
+        return [self._landmarks(rgb, (x + w / 2, y + h / 2, side * pad, side * pad,
+                                      math.radians(degrees)))
+                for pad in self.thresholds["fallback_pads"]
+                for degrees in self.thresholds["fallback_angles"]]
 
     def _best_scan(self, results: list[LandmarkResult]) -> LandmarkResult | None:
         best = max(results, key=lambda r: r.presence, default=None)

@@ -23,7 +23,7 @@ class Classifier:
     """A bundle, loaded once; :meth:`classify` takes one BGR frame (as OpenCV reads it)."""
 
     def __init__(self, bundle: str | Path, model: str | None = None, threads: int = 2,
-                 roi: str = "auto", video: bool = False, threshold: float = 0.6):
+                 roi: str = "auto", video: bool = False, threshold: float | None = None):
         self.pipeline = FramePipeline(bundle, model, threads, roi, smoothing=video,
                                       threshold=threshold, still=not video)
 

@@ -103,9 +103,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, serving: bool = False) ->
     parser.add_argument("--alpha", type=fraction(0.0, 1.0, low_open=True), default=0.4,
                         help="weight of the newest frame in the smoothing, in (0, 1] "
                              "(default 0.4)")
-    parser.add_argument("--threshold", type=fraction(0.0, 1.0), default=0.6,
+    parser.add_argument("--threshold", type=fraction(0.0, 1.0), default=None,
                         help="below this confidence the label is 'unsure', in [0, 1] "
-                             "(default 0.6)")
+                             "(default: the bundle's pipeline.min_confidence, else 0.6)")
     parser.add_argument("--max-frames", type=positive_int, help="stop after N frames")
     parser.add_argument("--width", type=positive_int, help="camera frame width to request")
     parser.add_argument("--height", type=positive_int, help="camera frame height to request")

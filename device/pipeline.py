@@ -133,6 +133,21 @@ class HandStage:
                        weights=weights if len(weights) > 1 else None)
 
 
+#: Below this confidence a subject's label is ``unsure``, unless the bundle says otherwise.
+DEFAULT_MIN_CONFIDENCE = 0.6
+
+
+def min_confidence(bundle: Bundle) -> float:
+    """The bundle's own ``pipeline.min_confidence`` (docs/contracts.md), else the default.
+
+    Hand bundles set 0.5: their answer for a still photo is the mean over several views, which
+    spreads the probability of a sign the views agree on less than one view would (0.5 = more
+    than half of the evidence; on the test photos 11 of the 15 answers between 0.4 and 0.6
+    named the right sign)."""
+    value = bundle.pipeline.get("min_confidence")
+    return DEFAULT_MIN_CONFIDENCE if value is None else float(value)
+
+
 class FramePipeline:
     """Built once per bundle; ``pipeline(frame)`` -> :class:`Result`.
 
@@ -143,7 +158,7 @@ class FramePipeline:
     """
 
     def __init__(self, bundle_dir, model: str | None = None, threads: int = 2, roi="auto",
-                 smoothing: bool = False, alpha: float = 0.4, threshold: float = 0.6,
+                 smoothing: bool = False, alpha: float = 0.4, threshold: float | None = None,
                  still: bool = False):
         probe = open_bundle(bundle_dir, verify=False)
         self.model_key = probe.choose(model)
@@ -152,7 +167,7 @@ class FramePipeline:
         self.classifier = load_classifier(self.bundle.model_path(self.model_key),
                                           entry["format"], threads)
         self.labels = list(self.bundle.labels)
-        self.threshold = threshold
+        self.threshold = min_confidence(self.bundle) if threshold is None else threshold
         self.kind = self.bundle.kind
         if self.kind == "hands":
             self.stage = HandStage(self.bundle, self.model_key, threads, roi, still)

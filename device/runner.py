@@ -41,7 +41,9 @@ class RunOptions:
     save: Path | None = None          # record the annotated stream here (.mp4 / .avi)
     smoothing: bool | None = None     # default: on for live sources and videos, off for folders
     alpha: float = 0.4                # weight of the newest frame in the moving average
-    threshold: float = 0.6            # below this smoothed/raw score the label is "unsure"
+    # Below this smoothed/raw score the label is "unsure"; None: the bundle's own
+    # pipeline.min_confidence, else DEFAULT_MIN_CONFIDENCE (device/pipeline.py).
+    threshold: float | None = None
     max_frames: int | None = None     # stop after this many frames
     width: int | None = None          # camera resolution / fps requests
     height: int | None = None

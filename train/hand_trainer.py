@@ -83,6 +83,8 @@ def with_misses_metrics(y: np.ndarray, probs: np.ndarray, found: np.ndarray,
     full = np.full((len(y), n), 1.0 / n, np.float32)
     full[found] = probs
     predicted = np.where(found, full.argmax(1), n)  # n = "no hand", never a class
+    # What a user sees (the runner's defaults): below the bundle's min_confidence "unsure".
+    shown = np.where(found & (full.max(1) >= hand_features.MIN_CONFIDENCE), predicted, n)
     precision, recall, f1, support = precision_recall_fscore_support(
         y, predicted, labels=range(n), zero_division=0)
     loss = float(-np.mean(np.log(np.clip(full[np.arange(len(y)), y], 1e-7, 1.0))))
@@ -96,6 +98,7 @@ def with_misses_metrics(y: np.ndarray, probs: np.ndarray, found: np.ndarray,
                                              labels=range(n)).tolist(),
         "no_hand": {label: int(np.sum(~found & (y == i))) for i, label in enumerate(labels)},
         "accuracy_with_hand": float(np.mean(predicted[found] == y[found])) if found.any() else 0.0,
+        "accuracy_as_shown": float(np.mean(shown == y)),
     }
 
 
@@ -253,7 +256,8 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
     save_artifacts(out, model, metrics, history.history)
     print(f"{config.task} (landmarks): test accuracy {test['accuracy']:.4f} over all "
           f"{len(all_test)} photos ({no_hand['test']} without a hand count as errors; "
-          f"{test['accuracy_with_hand']:.4f} on the photos with a hand)"
+          f"{test['accuracy_with_hand']:.4f} on the photos with a hand; "
+          f"{test['accuracy_as_shown']:.4f} as the runner shows it, 'unsure' an error)"
           + (f", validation {val['accuracy']:.4f}" if val else "")
           + f", {train_seconds:.0f} s of training -> {out}/model.keras", flush=True)
     return metrics

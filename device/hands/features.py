@@ -91,6 +91,11 @@ def view_features(hand) -> tuple[np.ndarray, np.ndarray]:
     return features, np.array([float(view[2]) for view in views], np.float32)
 
 
+#: A hand bundle's ``pipeline.min_confidence``: below it the answer is ``unsure``
+#: (device.pipeline.min_confidence says why it is lower than an image bundle's 0.6).
+MIN_CONFIDENCE = 0.5
+
+
 def fuse(probs: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """One answer from several views' class probabilities (V, C): their presence-weighted mean.
 

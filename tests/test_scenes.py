@@ -24,7 +24,7 @@ from device.footage import (
 from device.ink import read_digit
 from device.locate import locate
 from device.pipeline import FramePipeline
-from device.result import NO_INK, NO_SUBJECT, NOTHING
+from device.result import BLANK_FRAME, NO_INK, NO_SUBJECT, NOTHING
 from tests import scene_sets
 from train.data import load_dataset
 
@@ -184,12 +184,14 @@ def test_fruits_anywhere_at_any_size_and_empty_scenes(fruits_bundle, fruit_scene
     empty = [pipeline(frame) for frame in fruit_scenes["empty"].frames]
     called_class = fraction(empty, lambda r: r.is_class)
     print(f"fruits anywhere: {score:.3f}; empty scenes called a fruit: {called_class:.3f}")
-    # Target 0.90; measured 0.79 with the quick model here (from 0.095) and below 0.75 with
-    # CI's own retrained copy (8-epoch training differs between CPUs). A regression guard.
-    assert score >= 0.70
+    # Target 0.90; measured 0.79 with the quick model (from 0.095), twice (two builds).
+    # A regression guard.
+    assert score >= 0.75
     assert fraction(results, lambda r: r.label == NOTHING) <= 0.01
     assert called_class <= 0.02
-    assert all(r.reason == NO_SUBJECT for r in empty if r.label == NOTHING)
+    # "Nothing stands out" (no_subject), or a scene too featureless to hold one (blank_frame,
+    # device/camera.py): both say why there is no fruit; never no_ink or a class's reason.
+    assert {r.reason for r in empty if r.label == NOTHING} <= {NO_SUBJECT, BLANK_FRAME}
     # The box in the record is the square the model looked at, around the fruit. Known
     # limit: on a surface of the fruit's own colour the box can frame only part of it.
     assert all(r.box[2] == r.box[3] for r in results if r.label != NOTHING)

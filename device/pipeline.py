@@ -173,7 +173,7 @@ class FramePipeline:
             self.stage = HandStage(self.bundle, self.model_key, threads, roi, still)
         else:
             self.stage = ImageStage(self.bundle, roi, still)
-        self.vote = ExponentialVote(self.labels + [NOTHING], alpha, threshold) \
+        self.vote = ExponentialVote(self.labels + [NOTHING], alpha, self.threshold) \
             if smoothing else None
         self.inset: np.ndarray | None = None
         self._nothing_reason = NO_SUBJECT

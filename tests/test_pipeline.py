@@ -72,3 +72,24 @@ def test_three_line_python_api(digits):
     label, score, extras = classifier.classify(frames[0])
     assert label in labels + [NOTHING, UNSURE] and 0.0 <= score <= 1.0
     assert extras["label"] == label and "reason" in extras and "top" in extras
+
+
+def test_the_bundle_names_its_unsure_line_and_threshold_overrides_it(digits, tmp_path):
+    """``pipeline.min_confidence`` is the default threshold, smoothed or not; an explicit
+    threshold wins (what `device run --threshold` passes)."""
+    import json
+    import shutil
+
+    bundle, frames, y, labels = digits
+    strict = tmp_path / "bundle"
+    shutil.copytree(bundle, strict)
+    metadata = json.loads((strict / "metadata.json").read_text())
+    metadata.setdefault("pipeline", {"kind": "image"})["min_confidence"] = 1.01
+    (strict / "metadata.json").write_text(json.dumps(metadata))
+    assert FramePipeline(bundle).threshold == 0.6
+    for smoothing in (False, True):
+        pipeline = FramePipeline(strict, smoothing=smoothing)
+        assert pipeline.threshold == 1.01
+        assert [pipeline(frames[0]).label for _ in range(3)][-1] == "unsure"
+        shown = FramePipeline(strict, smoothing=smoothing, threshold=0.3)
+        assert [shown(frames[0]).label for _ in range(3)][-1] == labels[y[0]]

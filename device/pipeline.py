@@ -24,6 +24,7 @@ import numpy as np
 from device.backends import load_classifier
 from device.bundle import Bundle, open_bundle
 from device.camera import FramePreprocessor, Roi, parse_roi, roi_for
+from device.hands.features import fuse
 from device.result import (
     CONFIDENT,
     LOW_CONFIDENCE,
@@ -202,8 +203,6 @@ class FramePipeline:
             return None
         if subject.weights is None:
             return self.classifier.predict(subject.batch[:1])[0]
-        from device.hands.features import fuse
-
         views = [self.classifier.predict(row[None])[0] for row in subject.batch]
         return fuse(np.stack(views), subject.weights).astype(np.float32)
 

@@ -107,12 +107,22 @@ def pull_and_deploy(host, args, run_id: str, task: str) -> int:
     return subprocess.run(command).returncode
 
 
+def dataset_to_send(args) -> Path | None:
+    """The dataset folder to send, or None: ``--embedded`` training reads no dataset, so neither
+    $DATA_DIR nor ``--data`` is sent for it (a large MNIST folder would only fill the host)."""
+    if "--embedded" in shlex.split(args.train_args):
+        if args.data:
+            say(f"fog: not sending {args.data}: --embedded trains on the bundled digits")
+        return None
+    return Path(args.data) if args.data else None
+
+
 def command_run(args) -> int:
     from fog.runs import follow, raise_for_result, start
 
     host = host_from(args)
     run_id = start(host, args.task, args.venv, args.train_args, args.export_args,
-                   Path(args.data) if args.data else None, say)
+                   dataset_to_send(args), say)
     say(f"fog: run {run_id} started on {host.target}, detached: if this connection drops, "
         f"training goes on (`python -m fog attach --host {host.target}` follows it again)")
     if args.detach:

@@ -94,3 +94,18 @@ def test_a_home_relative_remote_path_is_left_for_the_remote_shell():
     assert remote_quote("~/my edge/x") == "~/'my edge/x'"
     assert remote_quote("/abs/path with space") == "'/abs/path with space'"
     assert remote_quote("~user") == "'~user'"
+
+
+def test_embedded_training_sends_no_dataset_even_with_data_dir_set(monkeypatch, tmp_path):
+    """CI exports DATA_DIR: an --embedded run must not send (and fill the host with) MNIST."""
+    from fog.cli import build_parser, dataset_to_send
+
+    monkeypatch.setenv("DATA_DIR", str(tmp_path))
+    base = ["run", "--task", "digits", "--host", "me@box"]
+    embedded = build_parser().parse_args([*base, "--train-args=--embedded --epochs 1"])
+    assert dataset_to_send(embedded) is None
+    explicit = build_parser().parse_args([*base, "--data", str(tmp_path),
+                                          "--train-args=--embedded"])
+    assert dataset_to_send(explicit) is None
+    real = build_parser().parse_args([*base, "--train-args=--epochs 1"])
+    assert dataset_to_send(real) == tmp_path

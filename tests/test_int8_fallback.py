@@ -65,9 +65,10 @@ def test_fallback_keeps_the_planted_layer_float_and_passes(fragile, key):
     assert mixed["verdict"]["ok"], mixed["verdict"]
     kept = mixed["verdict"]["layers_kept_float"]
     # TFLite needs the planted layer alone. onnxruntime's quantiser, told to skip that one Conv,
-    # still leaves part of the damage (measured: 80 of 300 flips undone), so next-ranked layers
-    # join it: block2_1_conv (its consumer behind the pool) in one run, also `probs` in another
-    # (the fixture trains afresh each time); never more than the fallback's own limit.
+    # still leaves most of the damage (measured: 32 and 54 of ~360 flips undone), and no other
+    # layer alone undoes any; re-ranked beside it, a neighbour (block1_1_conv or block2_1_conv)
+    # undoes all 300, so two layers in measured runs (the fixture trains afresh each time). A
+    # one-off ranking once ran out of the limit in CI; never more than the fallback's own limit.
     limit = 1 if key == "tflite-int8" else thresholds("digits")["max_layers_kept_float"]
     assert kept[0] == PLANTED and len(kept) <= limit, kept
     assert key + MIXED_SUFFIX in bundle.models  # the device sees it under its own key

@@ -254,6 +254,28 @@ def fruit_on_surface(photo: np.ndarray, rng: np.random.Generator, kind: str | No
     return camera_artifacts(frame, rng, noise=4.0, jpeg_quality=80), (left, top, w, h)
 
 
+def hand_photo_in_scene(photo: np.ndarray, rng: np.random.Generator, kind: str | None = None,
+                        height_range=(0.25, 0.75), shape=FRAME):
+    """A hand-sign photo (a webcam shot of a hand) anywhere in a 640x480 frame, its height
+    ``height_range`` of the frame's, on a ``kind`` surface (random when None), with lamp light,
+    noise and JPEG: the hand as a camera on a desk or wall would frame it, at any distance.
+    The photo keeps its own background (a rectangle in the scene, as an arm's reach in front of
+    another backdrop). Returns (frame, photo box [x, y, w, h])."""
+    height, width = shape
+    kind = kind or SURFACES[int(rng.integers(len(SURFACES)))]
+    scene = surface(rng, kind, shape)
+    fit = rng.uniform(*height_range) * height / photo.shape[0]
+    w = max(4, min(width, int(round(photo.shape[1] * fit))))
+    h = max(4, min(height, int(round(photo.shape[0] * fit))))
+    interpolation = cv2.INTER_AREA if fit < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(photo, (w, h), interpolation=interpolation).astype(np.float32)
+    top = int(rng.integers(0, height - h + 1))
+    left = int(rng.integers(0, width - w + 1))
+    scene[top:top + h, left:left + w] = resized
+    frame = np.clip(scene_light(scene, rng, low=0.7), 0, 255).astype(np.uint8)
+    return camera_artifacts(frame, rng, noise=4.0, jpeg_quality=80), (left, top, w, h)
+
+
 def empty_scene(rng: np.random.Generator, kind: str, shape=FRAME) -> np.ndarray:
     """No subject: a ``kind`` surface (``plain``/``wood``/``wall``/``cloth``), a blank ``page``
     or a ``covered`` lens (dark, featureless), lit and compressed like the scenes above."""

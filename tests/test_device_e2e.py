@@ -18,7 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from device.footage import digit_on_paper, photo_in_scene, write_folder, write_video
+from device.footage import (digit_on_paper, hand_photo_in_scene, photo_in_scene, write_folder,
+                            write_video)
 from device.runner import Runner, RunOptions
 from train.data import load_dataset
 
@@ -87,6 +88,7 @@ def test_smoothing_reports_a_stable_label(digits_setup, tmp_path):
 #: which the palm detector rarely finds; issue 13's target for camera-like footage is 0.93.
 #: Measured with the landmark bundle: see the value printed. A regression guard below it.
 FOOTAGE_FLOOR = {"handsigns": 0.65}
+ANYWHERE_FLOOR = 0.5
 
 
 @pytest.mark.parametrize("task", ["fruits", "handsigns"])
@@ -120,6 +122,15 @@ def test_photos_scaled_into_larger_frames(task, quick_artifacts, data_dir, tmp_p
         folder = write_folder(photos, tmp_path / "as_is", [f"{i:03d}.jpg" for i in range(len(y))])
         as_is = accuracy(run_headless(bundle, folder), labels, np.array(y))
         assert as_is >= expected - 0.12
+        # The issue's camera-like footage: each photo 1/4 to 3/4 of the frame tall, anywhere in
+        # a 640x480 scene (device.footage.hand_photo_in_scene), as stills. Target 0.93; the
+        # floor guards what is built (measured 0.66 on 68 other test photos, quick model).
+        scenes = [hand_photo_in_scene(photo, rng)[0] for photo in photos]
+        anywhere = accuracy(run_headless(bundle, write_folder(
+            scenes, tmp_path / "anywhere", [f"{i:03d}.jpg" for i in range(len(y))])),
+            labels, np.array(y))
+        print(f"handsigns anywhere-footage accuracy {anywhere:.3f}")
+        assert anywhere >= ANYWHERE_FLOOR
 
 
 def run_cli(*args, timeout=120):

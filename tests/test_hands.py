@@ -272,3 +272,51 @@ def test_onnx_runner_orders_outputs_by_name(tmp_path):
     same, negated = runner.run([np.array([[1, 2, 3]], np.float32)])
     np.testing.assert_allclose(same, [[1, 2, 3]])
     np.testing.assert_allclose(negated, [[-1, -2, -3]])
+
+
+def test_palm_tiles_cover_the_region_and_merge_across_overlaps():
+    from device.hands.palm import Palm
+    from device.hands.tracker import merge_palms, tile_boxes
+
+    tiles = tile_boxes((0, 0, 640, 480), [0.5])
+    assert len(tiles) == 15 and all(w == h == 240 for _, _, w, h in tiles)
+    covered = np.zeros((480, 640), bool)
+    for x, y, w, h in tiles:
+        covered[y:y + h, x:x + w] = True
+    assert covered.all()
+    assert tile_boxes((0, 0, 100, 40), [0.5]) == []  # tiles under 32 px: the whole region only
+    keypoints = np.zeros((7, 2), np.float32)
+    same = [Palm(0.9, (100, 100, 150, 150), keypoints), Palm(0.6, (104, 102, 152, 150), keypoints)]
+    other = Palm(0.7, (400, 300, 440, 340), keypoints)
+    merged = merge_palms(same + [other], 0.3)
+    assert len(merged) == 2 and merged[0].score == pytest.approx(0.9)
+    assert 100 < merged[0].box[0] < 104  # score-weighted, like the detector's own NMS
+
+
+@pytest.mark.slow
+@needs_models
+def test_palm_tiles_find_small_hands_anywhere_in_a_scene(data_dir):
+    """Hand photos 0.3 of the frame tall, anywhere in a 640x480 scene: the palm detector on
+    the whole frame (192 px) misses many; on tiles it finds them, still and video (one tile per
+    frame). Measured on these 30 test photos: 7 more found, still and video; the hand's centre
+    must be inside the photo. The scan is off here, so the tiles alone are measured."""
+    from device.footage import hand_photo_in_scene
+    from device.hands.tracker import HandTracker
+    photos = sorted((data_dir / "handsigns" / "testing").glob("*/*.jpg"))[::9]
+
+    def found(frame, box, thresholds, still):
+        tracker = HandTracker(hand_model_path("palm"), hand_model_path("landmark"), still=still,
+                              thresholds={"scan_sides": [], **thresholds})
+        for _ in range(1 if still else 20):
+            hand, _ = tracker.process(frame)
+        if hand is None:
+            return False
+        (cx, cy), (x, y, w, h) = hand.landmarks[:, :2].mean(axis=0), box
+        return bool(x <= cx <= x + w and y <= cy <= y + h)
+
+    scenes = [hand_photo_in_scene(cv2.imread(str(path)), np.random.default_rng(4), kind="wall",
+                                  height_range=(0.3, 0.3)) for path in photos]
+    for still in (True, False):
+        whole = sum(found(frame, box, {"palm_tiles": []}, still) for frame, box in scenes)
+        tiled = sum(found(frame, box, {}, still) for frame, box in scenes)
+        assert tiled >= whole + 5, (still, whole, tiled)

@@ -3,13 +3,17 @@
 Video (``still=False``), as MediaPipe's hand tracking graph: while a hand is tracked, the next
 frame's crop comes from this frame's landmarks and the palm detector does not run; it runs again
 (on the same frame, so no frame is lost) only when the landmark model's presence drops below
-``min_presence``, or before the first hand.
+``min_presence``, or before the first hand. While no hand is found, each frame also runs the
+palm detector on one tile of the frame in turn (``palm_tiles``: a far hand is too small for the
+whole frame at 192 px) and the landmark model on one scan window in turn.
 
 Still images (``still=True``): nothing carries over between calls. The palm detector runs first;
 when it finds nothing (tight hand crops: it misses about a third of the hand-sign photos), the
 landmark model is run on the whole image padded to a square (scaled out by each factor in
-``fallback_pads``, turned by each of ``fallback_angles``), then on a grid of windows
-(``scan_sides``), and its presence score decides. A found hand is then re-cropped once from its
+``fallback_pads``, turned by each of ``fallback_angles``); when that finds nothing either, the
+palm detector runs on tiles of the image (``palm_tiles``), then the landmark model on a grid of
+windows (``scan_sides``), and its presence score decides. A hand found small in the image (a
+scene, not a tight photo) also gets the padded views around its own box (``hand_view_below``). A found hand is then re-cropped once from its
 own landmarks (``refine``), which is what the tracker would see on the next frame. With
 ``still_views`` the padded whole-image views run even when a palm was found, and every view the
 landmark model accepts (and its re-crop) is kept in ``Hand.views``: the classifier reads each
@@ -30,7 +34,7 @@ import numpy as np
 
 from device.hands.geometry import axis_box
 from device.hands.landmarks import LandmarkModel, LandmarkResult, landmarks_rect
-from device.hands.palm import Palm, PalmDetector
+from device.hands.palm import Palm, PalmDetector, weighted_nms
 
 #: Tunable thresholds (written into a bundle's ``metadata["pipeline"]["thresholds"]``).
 DEFAULT_THRESHOLDS = {
@@ -63,8 +67,27 @@ DEFAULT_THRESHOLDS = {
     # shorter side) on a grid over the region: all of them for a still image, one per frame in
     # turn for video. A hand found there needs min_scan_presence (windows see more background
     # than a palm crop, so false hands are likelier). Empty list: no scan.
-    "scan_sides": [1.0, 0.6],
-    "min_scan_presence": 0.7,
+    # Sides 0.45 and 0.3 (and min_scan_presence 0.6, from 0.7) find the hand in scenes where
+    # it is a quarter to half the frame tall: validation photos placed anywhere in 640x480
+    # scenes (device.footage.hand_photo_in_scene), still mode, 60.0 % -> 68.3 % right; frames
+    # without a hand still answer "no hand" (tests/test_hands.py).
+    "scan_sides": [1.0, 0.6, 0.45, 0.3],
+    "min_scan_presence": 0.6,
+    # ... each window at each of these turns (degrees): a sideways hand in a window is as
+    # foreign to the landmark model as in a photo.
+    "scan_angles": [0],
+    # The palm detector sees the whole region letterboxed to 192 px, where the palm of a hand a
+    # quarter of a 480-row frame tall is ~15 px: too small for it. So it also runs on square
+    # tiles of these sides (fractions of the region's shorter side, half-overlapping): every
+    # tile for a still image, one per frame in turn for video while no hand is found. Palms
+    # from all tiles are merged by the same weighted NMS. Empty list: the whole region only.
+    "palm_tiles": [0.5],
+    # Still images: when the hand found is small in the region (its box's longer side below
+    # this fraction of the region's shorter side), the padded views (fallback_pads x
+    # fallback_angles) are also taken around the hand: a square of hand_view_scale times the
+    # box's longer side, as a tight photo of the hand would frame it.
+    "hand_view_below": 0.6,
+    "hand_view_scale": 1.4,
 }
 
 
@@ -118,6 +141,7 @@ class HandTracker:
         self.track_rect: tuple | None = None
         self.others = 0
         self.scan_index = -1
+        self.tile_index = -1
 
     def process(self, frame_bgr: np.ndarray) -> tuple[Hand | None, dict]:
         """The chosen hand in this frame (or None) and timings:
@@ -145,15 +169,26 @@ class HandTracker:
             self.track_rect = None
         result = self._from_palms(rgb, self._detect(rgb))
         if result is None:
+            result = self._tile_one(rgb)
+        if result is None:
             result = self._scan_one(rgb)
         if result is None:
             return None
         self.track_rect = landmarks_rect(result.landmarks)
         return self._hand(result, rgb, detected=True)
 
+    def _tile_one(self, rgb: np.ndarray) -> LandmarkResult | None:
+        """Video: the palm detector on the next tile in turn (small, far hands)."""
+        tiles = tile_boxes(self._search, self.thresholds["palm_tiles"])
+        if not tiles:
+            return None
+        self.tile_index = (self.tile_index + 1) % len(tiles)
+        return self._from_palms(rgb, self._detect(rgb, [tiles[self.tile_index]], whole=False))
+
     def _scan_one(self, rgb: np.ndarray) -> LandmarkResult | None:
         """Video: the next scan window in turn (one landmark run per frame without a palm)."""
-        windows = scan_windows(self._search, self.thresholds["scan_sides"])
+        windows = scan_windows(self._search, self.thresholds["scan_sides"],
+                               self.thresholds["scan_angles"])
         if not windows:
             return None
         self.scan_index = (self.scan_index + 1) % len(windows)
@@ -187,18 +222,22 @@ class HandTracker:
         best whole-image view's; ``views`` carries them all for the classifier."""
         self.others = max(0, len(palms) - 1)
         self._info["others"] = self.others
-        from_palms = [r for r in (self._landmarks(rgb, palm.crop_rect()) for palm in
-                                  palms[:int(self.thresholds["max_palm_tries"])])
-                      if self._accept(r)]
+        from_palms = self._palm_views(rgb, palms)
         whole = sorted((r for r in self._padded_views(rgb) if self._accept(r)),
                        key=lambda r: -r.presence)
         accepted = from_palms + whole
+        if not accepted:  # a hand too small for the whole-region passes: palms in tiles
+            tiled = self._tiled_palms(rgb)
+            self.others = max(0, len(tiled) - 1)
+            self._info["others"] = self.others
+            from_palms = accepted = self._palm_views(rgb, tiled)
         if not accepted:
             scanned = self._best_scan([self._landmarks(rgb, rect) for rect in scan_windows(
-                self._search, self.thresholds["scan_sides"])])
+                self._search, self.thresholds["scan_sides"], self.thresholds["scan_angles"])])
             accepted = [scanned] if scanned is not None else []
         if not accepted:
             return None
+        accepted += [r for r in self._hand_views(rgb, accepted[0]) if self._accept(r)]
         views, chosen = [], None
         for result in accepted:
             again = self._landmarks(rgb, landmarks_rect(result.landmarks))
@@ -209,25 +248,50 @@ class HandTracker:
         hand.views = [(view.landmarks, view.handedness, view.presence) for view in views]
         return hand
 
+    def _palm_views(self, rgb: np.ndarray, palms: list[Palm]) -> list[LandmarkResult]:
+        """The landmark model on the first ``max_palm_tries`` palms' crops; the accepted ones."""
+        return [r for r in (self._landmarks(rgb, palm.crop_rect()) for palm in
+                            palms[:int(self.thresholds["max_palm_tries"])]) if self._accept(r)]
+
+    def _tiled_palms(self, rgb: np.ndarray) -> list[Palm]:
+        return self._detect(rgb, tile_boxes(self._search, self.thresholds["palm_tiles"]),
+                            whole=False)
+
     def _whole_image(self, rgb: np.ndarray) -> LandmarkResult | None:
         """The landmark model on the search region padded to a square (at each zoom-out), then
-        on the scan windows; the best presence wins if it passes its threshold."""
+        the palms in tiles, then the scan windows; the best presence wins if it passes its
+        threshold."""
         best = max(self._padded_views(rgb), key=lambda r: r.presence, default=None)
         if best is not None and self._accept(best):
             return best
+        tiled = self._from_palms(rgb, self._tiled_palms(rgb))
+        if tiled is not None:
+            return tiled
         scanned = [self._landmarks(rgb, rect) for rect in scan_windows(
-            self._search, self.thresholds["scan_sides"])]
+            self._search, self.thresholds["scan_sides"], self.thresholds["scan_angles"])]
         return self._best_scan(scanned)
 
-    def _padded_views(self, rgb: np.ndarray) -> list[LandmarkResult]:
-        """The landmark model on the search region padded to a square, at each of
-        ``fallback_pads`` and ``fallback_angles``."""
-        x, y, w, h = self._search
+    def _padded_views(self, rgb: np.ndarray, region: tuple | None = None
+                      ) -> list[LandmarkResult]:
+        """The landmark model on ``region`` (default: the search region) padded to a square, at
+        each of ``fallback_pads`` and ``fallback_angles``."""
+        x, y, w, h = region or self._search
         side = max(w, h)
         return [self._landmarks(rgb, (x + w / 2, y + h / 2, side * pad, side * pad,
                                       math.radians(degrees)))
                 for pad in self.thresholds["fallback_pads"]
                 for degrees in self.thresholds["fallback_angles"]]
+
+    def _hand_views(self, rgb: np.ndarray, found: LandmarkResult) -> list[LandmarkResult]:
+        """Still images: the padded views around a hand that is small in the search region
+        (a photo of the hand, as the whole-image views are for a tight photo); none for a hand
+        that fills the region already."""
+        x, y, w, h = axis_box(found.landmarks)
+        longest = max(w, h)
+        if longest >= self.thresholds["hand_view_below"] * min(self._search[2:]):
+            return []
+        side = longest * self.thresholds["hand_view_scale"]
+        return self._padded_views(rgb, (x + w / 2 - side / 2, y + h / 2 - side / 2, side, side))
 
     def _best_scan(self, results: list[LandmarkResult]) -> LandmarkResult | None:
         best = max(results, key=lambda r: r.presence, default=None)
@@ -249,17 +313,24 @@ class HandTracker:
             return 0, 0, width, height
         return x0, y0, x1 - x0, y1 - y0
 
-    def _detect(self, rgb: np.ndarray) -> list[Palm]:
-        """Palms in the search region, in frame pixels, ordered by the choice rule."""
-        x, y, w, h = self._search
+    def _detect(self, rgb: np.ndarray, tiles: list[tuple] = (), whole: bool = True
+                ) -> list[Palm]:
+        """Palms in the search region (``whole``) and in each of ``tiles`` (x, y, w, h), in
+        frame pixels, merged across tiles, ordered by the choice rule."""
+        regions = ([self._search] if whole else []) + list(tiles)
         start = time.perf_counter()
-        palms = self.palm.detect(rgb[y:y + h, x:x + w], self.thresholds["min_palm_score"],
-                                 self.thresholds["nms_iou"])
+        palms = []
+        for x, y, w, h in regions:
+            found = self.palm.detect(rgb[y:y + h, x:x + w], self.thresholds["min_palm_score"],
+                                     self.thresholds["nms_iou"])
+            for palm in found:
+                palm.box = (palm.box[0] + x, palm.box[1] + y, palm.box[2] + x, palm.box[3] + y)
+                palm.keypoints = palm.keypoints + np.array([x, y], np.float32)
+            palms += found
         self._info["palm_ms"] += (time.perf_counter() - start) * 1000
         self._info["palm_ran"] = True
-        for palm in palms:
-            palm.box = (palm.box[0] + x, palm.box[1] + y, palm.box[2] + x, palm.box[3] + y)
-            palm.keypoints = palm.keypoints + np.array([x, y], np.float32)
+        if len(regions) > 1:
+            palms = merge_palms(palms, self.thresholds["nms_iou"])
         return choose_palms(palms)
 
     def _from_palms(self, rgb: np.ndarray, palms: list[Palm]) -> LandmarkResult | None:
@@ -299,7 +370,7 @@ class HandTracker:
                     result.crop, detected)
 
 
-def scan_windows(region: tuple, sides: list[float]) -> list[tuple]:
+def scan_windows(region: tuple, sides: list[float], angles=(0,)) -> list[tuple]:
     """Upright square crops over ``region`` (x, y, w, h): for each side fraction f of the shorter
     side, as few windows as cover the region with at least a quarter overlap. Each window is
     scaled out 1.25 so a hand reaching its edge is still whole."""
@@ -314,8 +385,40 @@ def scan_windows(region: tuple, sides: list[float]) -> list[tuple]:
             for column in range(columns):
                 cx = x + side / 2 + (w - side) * (column / (columns - 1) if columns > 1 else 0.5)
                 cy = y + side / 2 + (h - side) * (row / (rows - 1) if rows > 1 else 0.5)
-                rects.append((cx, cy, side * 1.25, side * 1.25, 0.0))
+                rects += [(cx, cy, side * 1.25, side * 1.25, math.radians(degrees))
+                          for degrees in angles]
     return rects
+
+
+def tile_boxes(region: tuple, sides: list[float]) -> list[tuple]:
+    """Integer square tiles (x, y, w, h) over ``region``: for each side fraction f of the
+    shorter side, a half-overlapping grid that covers it edge to edge."""
+    x, y, w, h = (int(v) for v in region)
+    tiles = []
+    for fraction in sides:
+        side = int(round(fraction * min(w, h)))
+        if side < 32 or side >= min(w, h):
+            continue
+        step = side / 2
+        columns = int(np.ceil((w - side) / step)) + 1
+        rows = int(np.ceil((h - side) / step)) + 1
+        for row in range(rows):
+            for column in range(columns):
+                left = x + int(round((w - side) * column / max(1, columns - 1)))
+                top = y + int(round((h - side) * row / max(1, rows - 1)))
+                tiles.append((left, top, side, side))
+    return tiles
+
+
+def merge_palms(palms: list[Palm], iou_threshold: float) -> list[Palm]:
+    """One palm per hand when tiles overlap: the weighted NMS of the palm detector, on palms."""
+    if len(palms) < 2:
+        return palms
+    scores = np.array([palm.score for palm in palms], np.float32)
+    boxes = np.array([palm.box for palm in palms], np.float32)
+    keypoints = np.stack([np.asarray(palm.keypoints, np.float32) for palm in palms])
+    return [Palm(score, tuple(float(v) for v in box), points)
+            for score, box, points in weighted_nms(scores, boxes, keypoints, iou_threshold)]
 
 
 def choose_palms(palms: list[Palm]) -> list[Palm]:

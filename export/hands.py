@@ -211,7 +211,7 @@ def classifier_rows(model, staging: Path, formats: list[str], test_lm, y_test: n
         row = {"format": key, "file": spec.filename, "bytes": path.stat().st_size,
                **compare(probs, reference, y_found, labels), **latency,
                "accuracy_all": float(np.mean(labels_with_misses(test_lm, test_lm.fused_probs(
-                   lambda x: predict_all(classifier, x))) == y_test))}
+                   lambda x, model=classifier: predict_all(model, x))) == y_test))}
         if key in QUANTISED:
             row["violations"] = violations(row, limits)
         rows.append(row)
@@ -260,8 +260,8 @@ def pipeline_rows(bundle_dir: Path, keys: list[str], test_paths: list[Path], y_t
         lm = landmarks_by_stages[pair]
         entry = bundle.models[key]
         classifier = load_classifier(bundle.root / entry["file"], entry["format"])
-        probs = lm.fused_probs(lambda x: predict_all(classifier, x)) if lm.found.any() \
-            else np.zeros((0, len(labels)))
+        probs = (lm.fused_probs(lambda x, model=classifier: predict_all(model, x))
+                 if lm.found.any() else np.zeros((0, len(labels))))
         results[key] = (labels_with_misses(lm, probs), lm, bundle.describe_stages(key))
     reference, reference_lm, _ = results[FLOAT_KEY]
     rows = []

@@ -18,8 +18,13 @@ import cv2
 import numpy as np
 import pytest
 
-from device.footage import (digit_on_paper, hand_photo_in_scene, photo_in_scene, write_folder,
-                            write_video)
+from device.footage import (
+    digit_on_paper,
+    hand_photo_in_scene,
+    photo_in_scene,
+    write_folder,
+    write_video,
+)
 from device.runner import Runner, RunOptions
 from train.data import load_dataset
 

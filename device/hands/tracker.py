@@ -13,8 +13,9 @@ landmark model is run on the whole image padded to a square (scaled out by each 
 ``fallback_pads``, turned by each of ``fallback_angles``); when that finds nothing either, the
 palm detector runs on tiles of the image (``palm_tiles``), then the landmark model on a grid of
 windows (``scan_sides``), and its presence score decides. A hand found small in the image (a
-scene, not a tight photo) also gets the padded views around its own box (``hand_view_below``). A found hand is then re-cropped once from its
-own landmarks (``refine``), which is what the tracker would see on the next frame. With
+scene, not a tight photo) also gets the padded views around its own box (``hand_view_below``).
+A found hand is then re-cropped once from its own landmarks (``refine``), which is what the
+tracker would see on the next frame. With
 ``still_views`` the padded whole-image views run even when a palm was found, and every view the
 landmark model accepts (and its re-crop) is kept in ``Hand.views``: the classifier reads each
 and the pipeline averages them by presence (device.hands.features.fuse).

@@ -86,6 +86,11 @@ def build_parser(user_task: str | None = None) -> argparse.ArgumentParser:
         sub.add_argument("--calibration-seed", type=int, default=0)
         sub.add_argument("--latency-runs", type=at_least(1), default=100,
                          help="single-image runs per format for the latency column")
+        sub.add_argument("--stage-photos", type=at_least(1), metavar="N",
+                         help="hand-landmark bundles: judge the converted and quantised hand "
+                              "stages, and each whole pipeline, on N test photos spread "
+                              "evenly over the test split (default: all; each check runs the "
+                              "hand tracker on every one, ~0.3 s a photo)")
     return parser
 
 
@@ -120,5 +125,6 @@ def run_command(args) -> int:
 
     export(args.command, Path(args.artifacts),
            [f.strip() for f in args.formats.split(",") if f.strip()], args.data_dir,
-           args.int8_io, args.calibration_count, args.calibration_seed, args.latency_runs)
+           args.int8_io, args.calibration_count, args.calibration_seed, args.latency_runs,
+           stage_photos=args.stage_photos)
     return 0

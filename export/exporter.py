@@ -118,8 +118,12 @@ def export_versions() -> dict:
 def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | None = None,
            data_dir: str | None = None, int8_io: str = "int8", calibration_count: int = 500,
            calibration_seed: int = 0, latency_runs: int = 100,
-           calibration_dir: Path | None = None, fallback: bool = True) -> Path:
+           calibration_dir: Path | None = None, fallback: bool = True,
+           stage_photos: int | None = None) -> Path:
     """Export every requested format of ``task`` into ``artifacts/<task>/bundle``; return it.
+
+    ``stage_photos`` (hand-landmark bundles only): how many test photos the hand stages and
+    whole pipelines are judged on (default: all).
 
     With ``fallback``, an int8 model that fails its thresholds gets a partly-float sibling
     (``tflite-int8-mixed``...; export/fallback.py) when one within them can be found."""
@@ -135,7 +139,8 @@ def export(task: str, artifacts: Path = Path("artifacts"), formats: list[str] | 
         # photos, would cost minutes and prove little (hand signs' export judges them on 270).
         user_task = task not in TASKS
         return export_hands(trained, formats, data_dir, int8_io, calibration_count,
-                            calibration_seed, latency_runs, hand_int8=not user_task)
+                            calibration_seed, latency_runs, hand_int8=not user_task,
+                            stage_photos=stage_photos)
     model = trained.load_model()
     data = training_data(trained, data_dir)
     spec = trained.spec

@@ -52,6 +52,7 @@ def photos_and_landmarks(trained, data_dir: str | None, variant: str) -> tuple[d
     """The photo files of the dataset the model was trained on and their (cached) landmarks."""
     from train.data import resolve_data_dir
     from train.data.handsigns import photo_files
+    from train.hand_trainer import limited
     from train.landmarks import photo_landmarks
 
     config = trained.metrics.get("config", {})
@@ -67,9 +68,20 @@ def photos_and_landmarks(trained, data_dir: str | None, variant: str) -> tuple[d
     if files["labels"] != trained.labels:
         raise UserError(f"the dataset's classes {files['labels']} differ from the model's "
                         f"{trained.labels}: pass the --data-dir the model was trained on")
+    # The training photos the model saw (a --limit-per-class run saw a seeded subset): the
+    # calibration samples come from them, and no landmarks are found twice.
+    files = limited(files, config.get("limit_per_class"), config.get("seed", 42))
     train_lm, _ = photo_landmarks(files["train"], variant)
     test_lm, _ = photo_landmarks(files["test"], variant)
     return files, train_lm, test_lm
+
+
+def spread_rows(count: int, limit: int | None) -> np.ndarray:
+    """``limit`` row indices spread evenly over ``count`` (all rows without a limit): the test
+    files are in class order, so every class keeps its share."""
+    if not limit or limit >= count:
+        return np.arange(count)
+    return np.unique(np.linspace(0, count - 1, limit).round().astype(int))
 
 
 def features_of(lm) -> np.ndarray:
@@ -281,8 +293,12 @@ def pipeline_rows(bundle_dir: Path, keys: list[str], test_paths: list[Path], y_t
 
 def export_hands(trained, formats: list[str] | None = None, data_dir: str | None = None,
                  int8_io: str = "int8", calibration_count: int = 500, calibration_seed: int = 0,
-                 latency_runs: int = 100, hand_int8: bool = True) -> Path:
-    """Export a landmark classifier and its hand pipeline to ``artifacts/handsigns/bundle``."""
+                 latency_runs: int = 100, hand_int8: bool = True,
+                 stage_photos: int | None = None) -> Path:
+    """Export a landmark classifier and its hand pipeline to ``artifacts/handsigns/bundle``.
+
+    The classifier rows use every test photo's cached landmarks; the stage and pipeline checks
+    run the tracker afresh per photo and per stage pair, so ``stage_photos`` can cap them."""
     import hand_models
 
     formats = formats or DEFAULT_FORMATS
@@ -316,15 +332,19 @@ def export_hands(trained, formats: list[str] | None = None, data_dir: str | None
         np.savez(staging / "samples.npz", x=samples[0], y=samples[1])
         rows, entries, _ = classifier_rows(model, staging, formats, test_lm, y_test, labels,
                                            latency_runs, samples)
-        stages, stage_rows = stage_variants(source, staging, workdir, files, files["y_train"],
-                                            test_lm, hand_int8, min(calibration_count, 200),
-                                            calibration_seed)
+        judged = spread_rows(len(files["test"]), stage_photos)
+        judged_files = {**files, "test": [files["test"][i] for i in judged]}
+        stages, stage_rows = stage_variants(source, staging, workdir, judged_files,
+                                            files["y_train"], test_lm.subset(judged), hand_int8,
+                                            min(calibration_count, 200), calibration_seed)
         licence_entries(staging)
         metadata = hands_metadata(trained, entries, staging, stages, int8_io, len(samples[1]))
         write_json(staging / "metadata.json", metadata)
-        pipelines = pipeline_rows(staging, formats, files["test"], y_test, labels, test_lm)
+        pipelines = pipeline_rows(staging, formats, judged_files["test"], y_test[judged],
+                                  labels, test_lm.subset(judged))
         report = {"task": trained.task, "created": metadata["created"],
-                  "test_images": len(files["test"]), "no_hand": test_lm.missing,
+                  "test_images": len(files["test"]), "stage_photos": len(judged),
+                  "no_hand": test_lm.missing,
                   "rows": rows, "stages": stage_rows, "pipelines": pipelines,
                   "versions": metadata["versions"]}
         publish(staging, bundle, report, render_hands_report(report))
@@ -377,6 +397,9 @@ def hands_metadata(trained, entries: list[dict], staging: Path, stages: dict, in
 
 
 def render_hands_report(report: dict) -> str:
+    count = report.get("stage_photos", report["test_images"])
+    judged = (f"all {count} test photos" if count == report["test_images"] else
+              f"{count} of the {report['test_images']} test photos, spread evenly")
     lines = [f"# Export report: {report['task']} (hand landmarks)", "",
              f"{report['test_images']} test photos; no hand found in {report['no_hand']} "
              "(errors in every accuracy over all photos). Classifier latency: median single-"
@@ -395,7 +418,8 @@ def render_hands_report(report: dict) -> str:
     lines += ["", "## Hand model stages against the shipped float .tflite", "",
               f"Landmark error: mean distance of the 21 landmarks from the float pipeline's, "
               f"as a fraction of the hand box's longer side, on the test photos where both find "
-              f"a hand; int8 is kept only at <= {MAX_LANDMARK_ERROR * 100:.0f} %.", "",
+              f"a hand ({judged}); int8 is kept only at <= {MAX_LANDMARK_ERROR * 100:.0f} %.",
+              "",
               "| stage | variant | file | size | landmark error | p95 | hand found differs | "
               "kept |", "|---|---|---|---:|---:|---:|---:|---|"]
     for row in report["stages"]:
@@ -403,7 +427,7 @@ def render_hands_report(report: dict) -> str:
         lines.append(f"| {row['stage']} | {row['key']} | {row['file']} | "
                      f"{row['bytes'] / 1e6:.2f} MB | {row['mean_error'] * 100:.2f} % | "
                      f"{row['p95_error'] * 100:.2f} % | {row['found_disagree']} | {kept} |")
-    lines += ["", "## Whole pipeline per --model against the float pipeline", "",
+    lines += ["", f"## Whole pipeline per --model against the float pipeline ({judged})", "",
               "| --model | stages | accuracy (all photos) | label agreement | no hand | "
               "landmark error |", "|---|---|---:|---:|---:|---:|"]
     for row in report["pipelines"]:

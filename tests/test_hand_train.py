@@ -50,6 +50,20 @@ def test_augmentation_keeps_hands_hand_shaped():
     assert not np.allclose(augmented[:5], np.repeat(canonical[:1], 5, 0))
 
 
+def test_a_class_limit_picks_photos_before_extraction_and_checks_spread_over_classes():
+    from export.hands import spread_rows
+    from train.hand_trainer import limited
+
+    files = {"train": [f"p{i}" for i in range(10)], "y_train": np.array([0] * 6 + [1] * 4),
+             "groups": np.array(list("aabbccddee")), "labels": ["a", "b"]}
+    few = limited(files, 3, seed=1)
+    assert len(few["train"]) == 6 and list(np.bincount(few["y_train"])) == [3, 3]
+    assert all(files["train"].index(p) < 6 for p, y in zip(few["train"], few["y_train"]) if y == 0)
+    assert limited(files, None, 1) is files
+    assert list(spread_rows(270, 90)[[0, -1]]) == [0, 269] and len(spread_rows(270, 90)) == 90
+    assert list(spread_rows(5, None)) == list(spread_rows(5, 9)) == [0, 1, 2, 3, 4]
+
+
 @pytest.fixture(scope="module")
 def landmark_run(quick_artifacts):
     """The session's quick hand-sign model (tests/conftest.py): trained on the landmarks and

@@ -124,6 +124,18 @@ def require_hand_models(variant: str) -> None:
         raise UserError(f"--arch landmarks needs MediaPipe's hand models: {exc}") from None
 
 
+def limited(files: dict, limit: int | None, seed: int) -> dict:
+    """``files`` with at most ``limit`` training photos per class (seeded), chosen before the
+    landmarks are found: extraction is most of a short run's time (tests, smoke runs)."""
+    if not limit:
+        return files
+    from train.trainer import limit_per_class
+    keep, y_train, groups = limit_per_class(np.arange(len(files["train"])), files["y_train"],
+                                            files["groups"], limit, seed)
+    return {**files, "train": [files["train"][i] for i in keep], "y_train": y_train,
+            "groups": groups}
+
+
 def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None) -> dict:
     """Train the landmark classifier of ``config`` (a resolved TrainConfig); write the same
     artifacts as the image route (model.keras, metrics.json, plots)."""
@@ -149,16 +161,13 @@ def train_landmarks(config, make_tracker=None, landmark_root: Path | None = None
     else:
         files = photo_files(config.data_dir or resolve_data_dir(None))
     labels = files["labels"]
+    files = limited(files, config.limit_per_class, config.seed)
     train_lm, extraction = photo_landmarks(files["train"], variant, make_tracker, landmark_root)
     test_lm, _ = photo_landmarks(files["test"], variant, make_tracker, landmark_root)
     extraction_seconds = time.time() - started
 
     index = np.arange(len(files["train"]))
     y_all, groups = files["y_train"], files["groups"]
-    if config.limit_per_class:
-        from train.trainer import limit_per_class
-        index, y_all, groups = limit_per_class(index, y_all, groups, config.limit_per_class,
-                                               config.seed)
     train_index, val_index, y_train, y_val = split_validation(index, y_all, groups,
                                                               config.val_split, config.seed)
     keep_train = train_lm.found[train_index]

@@ -21,6 +21,7 @@ import numpy as np
 
 from device.atomic import atomic_path
 from device.errors import UserError
+from device.hands.tracker import DEFAULT_THRESHOLDS, max_views
 
 REPO = Path(__file__).resolve().parents[1]
 #: The tracker's settings for still photos: every photo on its own, the whole photo searched.
@@ -96,8 +97,8 @@ class PhotoLandmarks:
 
 FIELDS = ("found", "landmarks", "world", "presence", "handedness", "box", "view_landmarks",
           "view_handedness", "view_presence")
-#: Views kept per photo (2 palm crops and 12 padded views, each re-cropped: 28 at most).
-MAX_VIEWS = 28
+#: Views kept per photo: all the default tracker can give (the device fuses every one).
+MAX_VIEWS = max_views(DEFAULT_THRESHOLDS)
 
 
 def empty(count: int) -> PhotoLandmarks:
@@ -233,7 +234,10 @@ def stage_landmarks(paths: list[Path], palm: Path, landmark: Path,
     """Landmarks of ``paths`` with any pair of stage model files (the export compares
     quantised and converted stages with the float ones), cached like the training ones."""
     formats = {model_format(palm), model_format(landmark)}
-    settings = {**SETTINGS, "model_format": "+".join(sorted(formats))}
+    # Two .tflite files are what photo_landmarks runs: the same fingerprint for the same files,
+    # so the float pipeline's check reads the photos' cached landmarks instead of re-finding them.
+    settings = SETTINGS if formats == {"tflite"} else {**SETTINGS,
+                                                       "model_format": "+".join(sorted(formats))}
     fingerprint = tracker_fingerprint({"palm": palm, "landmark": landmark}, settings)
     return extract(paths, hand_tracker_factory(palm, landmark), fingerprint, root)
 

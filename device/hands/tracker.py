@@ -371,6 +371,13 @@ class HandTracker:
                     result.crop, detected)
 
 
+def max_views(thresholds: dict) -> int:
+    """The most views a still image's ``Hand.views`` can hold: the palms' crops, the padded
+    views of the region and around a small hand, each re-cropped once."""
+    padded = len(thresholds["fallback_pads"]) * len(thresholds["fallback_angles"])
+    return 2 * (int(thresholds["max_palm_tries"]) + 2 * padded)
+
+
 def scan_windows(region: tuple, sides: list[float], angles=(0,)) -> list[tuple]:
     """Upright square crops over ``region`` (x, y, w, h): for each side fraction f of the shorter
     side, as few windows as cover the region with at least a quarter overlap. Each window is

@@ -64,6 +64,42 @@ def test_a_class_limit_picks_photos_before_extraction_and_checks_spread_over_cla
     assert list(spread_rows(5, None)) == list(spread_rows(5, 9)) == [0, 1, 2, 3, 4]
 
 
+def test_temperature_scaling_sharpens_an_underconfident_model_without_changing_its_answers():
+    """Labels drawn from a model's own fused probabilities, then its logits made 4x too small:
+    the fit finds T near 1/4, folds it into the last layer, and no view's argmax changes; too
+    few validation photos keep T = 1."""
+    import keras
+
+    from train.hand_trainer import MIN_CALIBRATION_PHOTOS, build_classifier, calibrate_temperature
+    from train.landmarks import empty
+
+    rng = np.random.default_rng(0)
+    n = 600
+    lm = empty(n)
+    lm.found[:] = True
+    lm.view_landmarks[:, :2] = rng.normal(0, 1, (n, 2, 21, 3))
+    lm.view_presence[:, :2] = 1.0
+    lm.view_handedness[:, :2] = "right"
+    model = build_classifier(3, seed=0)
+    x, owner, _ = lm.views()
+    dense = model.get_layer("probs")
+    kernel, bias = dense.get_weights()
+    logits = keras.Model(model.inputs, dense.input).predict(x, verbose=0) @ kernel + bias
+    scale = 3.0 / np.abs(logits).mean()
+    dense.set_weights([kernel * scale, bias * scale])
+    probs = model.predict(x, verbose=0)
+    fused = np.stack([probs[owner == k].mean(0) for k in range(n)])
+    y = np.array([rng.choice(3, p=p / p.sum()) for p in fused])
+    dense.set_weights([kernel * scale / 4, bias * scale / 4])
+    before = model.predict(x, verbose=0).argmax(1)
+    result = calibrate_temperature(model, lm, np.arange(n), y)
+    assert 0.18 < result["temperature"] < 0.35
+    assert result["validation_nll_after"] < result["validation_nll_before"]
+    assert (model.predict(x, verbose=0).argmax(1) == before).all()
+    few = calibrate_temperature(model, lm, np.arange(MIN_CALIBRATION_PHOTOS - 1), y)
+    assert few["temperature"] == 1.0 and "not calibrated" in few["note"]
+
+
 @pytest.fixture(scope="module")
 def landmark_run(quick_artifacts):
     """The session's quick hand-sign model (tests/conftest.py): trained on the landmarks and
@@ -88,6 +124,9 @@ def test_metrics_count_every_test_photo_and_the_ones_without_a_hand(landmark_run
     assert test["accuracy"] == pytest.approx(test["accuracy_with_hand"] * found / 270)
     assert test["accuracy_with_hand"] > 0.8
     assert metrics["dataset"]["validation_split"] == "clip-grouped"
+    assert 0.25 <= metrics["calibration"]["temperature"] <= 4.0
+    assert metrics["calibration"]["validation_nll_after"] <= \
+        metrics["calibration"]["validation_nll_before"]
 
 
 @pytest.mark.slow

@@ -56,10 +56,12 @@ class PhotoLandmarks:
     def missing(self) -> int:
         return int(np.sum(~self.found))
 
-    def views(self, rows=None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def views(self, rows=None, limit: int | None = None
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Features of every view of the found photos among ``rows`` (default: all): (M, 63)
         features, (M,) the position in ``rows`` each belongs to, (M,) presence weights. A
-        photo with no stored views contributes its chosen hand."""
+        photo with no stored views contributes its chosen hand; ``limit`` keeps at most that
+        many views of a photo, the first in the tracker's order."""
         from device.hands.features import features_batch
 
         rows = np.arange(len(self.found)) if rows is None else np.asarray(rows)
@@ -67,7 +69,7 @@ class PhotoLandmarks:
         for position, row in enumerate(rows):
             if not self.found[row]:
                 continue
-            kept = np.flatnonzero(self.view_presence[row] > 0)
+            kept = np.flatnonzero(self.view_presence[row] > 0)[:limit]
             if len(kept):
                 landmarks.append(self.view_landmarks[row, kept])
                 handedness += list(self.view_handedness[row, kept])

@@ -228,7 +228,8 @@ def classifier_rows(model, staging: Path, formats: list[str], test_lm, y_test: n
             row["violations"] = violations(row, limits)
         rows.append(row)
         print(f"{key}: accuracy {row['accuracy_all']:.4f} over every test photo "
-              f"({row['accuracy']:.4f} with a hand), agreement {row['agreement']:.4f}",
+              f"({row['accuracy']:.4f} on the photos with a hand, one view each), agreement "
+              f"{row['agreement']:.4f}",
               flush=True)
         entry = {"key": key, "file": spec.filename, "format": spec.format,
                  "precision": spec.precision, "bytes": path.stat().st_size,
@@ -405,7 +406,8 @@ def render_hands_report(report: dict) -> str:
              "(errors in every accuracy over all photos). Classifier latency: median single-"
              "hand inference, 1 thread, features given.", "",
              "## Classifier formats", "",
-             "| format | size | accuracy (all photos) | accuracy (with a hand) | Δ vs Keras | "
+             "| format | size | accuracy (all photos, views fused) | accuracy (with a hand, "
+             "one view) | Δ vs Keras | "
              "agreement | median ms | within thresholds |",
              "|---|---:|---:|---:|---:|---:|---:|---|"]
     for row in report["rows"]:

@@ -28,8 +28,10 @@ from tests.sshd import Sshd, free_port
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)  # the test's own environment, TensorFlow included
-# Small but real: 40 images per class, 3 epochs; export without the slow latency runs.
-TRAIN_ARGS = "--embedded --limit-per-class 40 --epochs 3 --batch-size 16"
+# Small but real: 100 images per class, 5 epochs; export without the slow latency runs. (40 and
+# 3 epochs left a model so unsettled that its int8 failed the export's thresholds in some runs
+# (0.89 pt lost, limit 0.67), and the deploy gate rightly refused it.)
+TRAIN_ARGS = "--embedded --limit-per-class 100 --epochs 5 --batch-size 16"
 EXPORT_ARGS = "--calibration-count 100 --latency-runs 2"
 
 
@@ -195,7 +197,7 @@ def test_run_survives_a_dropped_client_then_attach_pull_check_deploy(cloud, pi, 
         digest, name = line.split(maxsplit=1)
         assert hashlib.sha256((artifacts / "digits" / name).read_bytes()).hexdigest() == digest
     metrics = json.loads((artifacts / "digits" / "metrics.json").read_text())
-    assert metrics["config"]["epochs"] == 3 and (bundle / "metadata.json").is_file()
+    assert metrics["config"]["epochs"] == 5 and (bundle / "metadata.json").is_file()
     assert not list(artifacts.glob(".fog-pull-*")) and not list(artifacts.glob(".digits.*"))
     # Deployed to the "Pi": checked there, current switched to a good release.
     assert "deployed" in pulled.stdout, pulled.stdout + pulled.stderr

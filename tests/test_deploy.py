@@ -33,11 +33,18 @@ def ssh_server(tmp_path_factory):
     server.stop()
 
 
+def make_env() -> dict:
+    """This environment without the outer make's flags: under `make test ARGS=...` pytest's
+    ARGS reach the inner make through MAKEFLAGS (and the environment: each call sets ARGS)."""
+    return {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
 def make(target: str, ssh: dict, artifacts: Path, base: Path, task: str = "digits"):
     command = ["make", "--no-print-directory", target, f"TASK={task}", f"ARTIFACTS={artifacts}",
                f"PI={ssh['host']}", f"PI_PORT={ssh['port']}", f"PI_DIR={base}",
                f"SSH_OPTS={ssh['options']}", f"PY={Path(os.sys.executable)}", "ARGS=-v"]
-    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
+                          env=make_env())
 
 
 def current_release(base: Path) -> str:
@@ -103,8 +110,8 @@ def test_deploy_local_and_rollback_local(quick_artifacts, tmp_path):
     target = tmp_path / "local-pi"
     run = subprocess.run(["make", "--no-print-directory", "deploy-local", "TASK=digits",
                           f"ARTIFACTS={artifacts}", f"DIR={target}",
-                          f"PY={Path(os.sys.executable)}"],
-                         cwd=REPO, capture_output=True, text=True, timeout=900)
+                          f"PY={Path(os.sys.executable)}", "ARGS="],
+                         cwd=REPO, capture_output=True, text=True, timeout=900, env=make_env())
     assert run.returncode == 0, run.stdout + run.stderr
     assert (target / "current" / "bundle" / "metadata.json").is_file()
 

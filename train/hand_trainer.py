@@ -131,19 +131,15 @@ MIN_CALIBRATION_PHOTOS = 30
 def fused_nll(logits: np.ndarray, owner: np.ndarray, weights: np.ndarray, y: np.ndarray,
               temperature: float) -> float:
     """Mean negative log-likelihood of the true class over photos, each photo's views'
-    ``softmax(logits / temperature)`` fused as the device fuses them (presence-weighted mean)."""
+    ``softmax(logits / temperature)`` fused by the device's own ``features.fuse``."""
     z = logits / temperature
     z = z - z.max(1, keepdims=True)
     probs = np.exp(z)
     probs /= probs.sum(1, keepdims=True)
-    photos = int(owner.max()) + 1
-    fused = np.zeros((photos, logits.shape[1]))
-    np.add.at(fused, owner, probs * weights[:, None])
-    total = np.bincount(owner, weights, minlength=photos)
-    present = total > 0
-    fused = fused[present] / total[present, None]
-    truth = y[np.flatnonzero(present)]
-    return float(-np.mean(np.log(np.clip(fused[np.arange(len(truth)), truth], 1e-7, 1.0))))
+    photos = np.unique(owner)
+    fused = np.stack([hand_features.fuse(probs[owner == k], weights[owner == k])
+                      for k in photos])
+    return float(-np.mean(np.log(np.clip(fused[np.arange(len(photos)), y[photos]], 1e-7, 1.0))))
 
 
 def calibrate_temperature(model, lm, rows: np.ndarray, y: np.ndarray) -> dict:

@@ -27,6 +27,9 @@ TRAIN_HOST ?=
 TRAIN_ARGS ?=
 EXPORT_ARGS ?=
 INVENTORY ?=
+# Deploy the service as `device serve` on this port (the live page) instead of `device run`.
+SERVE ?=
+SERVE_FLAGS = $(if $(SERVE),--serve $(SERVE) $(if $(filter command line,$(origin HOST)),--serve-host $(HOST)))
 
 .PHONY: help setup setup-window setup-device hand-models train calibration export test test-fast \
 	demo run serve check bench deploy rollback deploy-local rollback-local lint clean doctor \
@@ -89,9 +92,9 @@ check:  ## self-test TASK's bundle (checksums, every model, verdicts, full frame
 bench:  ## the comparison table for every task with a bundle (or TASK=...) -> bench/results.md
 	$(PY) bench/run.py --artifacts $(ARTIFACTS) $(if $(filter command line,$(origin TASK)),--tasks $(TASK)) $(ARGS)
 
-deploy:  ## deploy TASK (or BUNDLE=dir) to PI="user@host [...]" [PI_PORT=22] [PI_DIR=~/edge]
+deploy:  ## deploy TASK (or BUNDLE=dir) to PI="user@host [...]" [PI_PORT=22] [PI_DIR=~/edge] [SERVE=8080 [HOST=0.0.0.0]]
 	@test -n "$(PI)" || { echo "error: set PI=user@host (several: PI=\"pi@a pi@b\")" >&2; exit 2; }
-	$(PY) -m deploy push --bundle $(BUNDLE) --hosts "$(PI)" --port $(PI_PORT) --dir '$(PI_DIR)' --ssh-opts '$(SSH_OPTS)' $(ARGS)
+	$(PY) -m deploy push --bundle $(BUNDLE) --hosts "$(PI)" --port $(PI_PORT) --dir '$(PI_DIR)' --ssh-opts '$(SSH_OPTS)' $(SERVE_FLAGS) $(ARGS)
 
 rollback:  ## switch PI back to its previous release
 	@test -n "$(PI)" || { echo "error: set PI=user@host" >&2; exit 2; }
@@ -99,7 +102,7 @@ rollback:  ## switch PI back to its previous release
 
 deploy-local:  ## the same deploy into a local folder: make deploy-local TASK=digits DIR=/tmp/pi
 	@test -n "$(DIR)" || { echo "error: set DIR=/some/folder" >&2; exit 2; }
-	$(PY) -m deploy local --bundle $(BUNDLE) --dir $(DIR) $(ARGS)
+	$(PY) -m deploy local --bundle $(BUNDLE) --dir $(DIR) $(SERVE_FLAGS) $(ARGS)
 
 rollback-local:  ## switch DIR back to its previous release
 	$(PY) -m deploy rollback --local $(DIR) $(ARGS)
@@ -114,7 +117,7 @@ fog-status fog-attach fog-pull fog-stop:  ## python -m fog status|attach|pull|st
 
 fleet:  ## deploy TASK (or BUNDLE=dir) to an Ansible inventory: make fleet INVENTORY=hosts.ini
 	@test -n "$(INVENTORY)" || { echo "error: set INVENTORY=hosts.ini" >&2; exit 2; }
-	$(VENV)/bin/ansible-playbook -i $(INVENTORY) deploy/ansible/deploy.yml -e bundle=$(BUNDLE) $(ARGS)
+	$(VENV)/bin/ansible-playbook -i $(INVENTORY) deploy/ansible/deploy.yml -e bundle=$(BUNDLE) $(if $(SERVE),-e edgekit_serve_port=$(SERVE) $(if $(filter command line,$(origin HOST)),-e edgekit_serve_host=$(HOST))) $(ARGS)
 
 fleet-rollback:  ## roll an Ansible inventory back to its previous good release
 	@test -n "$(INVENTORY)" || { echo "error: set INVENTORY=hosts.ini" >&2; exit 2; }

@@ -55,6 +55,15 @@ def port_number(text: str) -> int:
     return value
 
 
+def unit_word(text: str) -> str:
+    """A value written into the service's command line (``--source``, ``--serve-host``): one
+    word, since the systemd unit and remote.sh split on spaces and quotes would be literal."""
+    if not text or any(c.isspace() or c in "'\"\\$`;&|<>" for c in text):
+        raise argparse.ArgumentTypeError(f"{text!r} must be one word without spaces, quotes or "
+                                         "shell characters (rename the file or folder)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m deploy", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,8 +87,17 @@ def build_parser() -> argparse.ArgumentParser:
                               "checks (the device then runs the best model that passed)")
     release.add_argument("--systemd", choices=["user", "none"], default="user",
                          help="install/restart the systemd user service (default user)")
-    release.add_argument("--source", default="0", help="what the service classifies (default "
-                         "camera 0; 'picamera' on a Pi camera)")
+    release.add_argument("--source", default="0", type=unit_word,
+                         help="what the service classifies (default camera 0; 'picamera' on a "
+                              "Pi camera)")
+    release.add_argument("--serve", type=port_number, metavar="PORT",
+                         help="run the service as `device serve` on PORT: the runner plus its "
+                              "live page (make deploy SERVE=8080); default: `device run`, "
+                              "JSON lines to the journal")
+    release.add_argument("--serve-host", default="127.0.0.1", type=unit_word, metavar="HOST",
+                         help="the address the live page binds on the target (default "
+                              "127.0.0.1: open it through `ssh -L PORT:127.0.0.1:PORT`; "
+                              "0.0.0.0 exposes it to the network, add --token in ARGS there)")
     release.add_argument("-v", "--verbose", action="store_true", help="show each remote step")
     commands.add_parser("push", parents=[ssh, release], help="deploy to hosts over SSH")
     stage_only = commands.add_parser("stage", parents=[release], help="only build the release "
@@ -200,6 +218,14 @@ def run_all(targets, work, cancel: threading.Event) -> list:
         pool.shutdown(wait=True)
 
 
+def service_args(args) -> tuple[str, ...]:
+    """remote.sh's ``service`` arguments: MODE SOURCE [PORT HOST] (a port runs `serve`)."""
+    service = (args.systemd, args.source)
+    if args.serve:
+        service += (str(args.serve), args.serve_host)
+    return service
+
+
 def push_release(args, targets, log, cancel: threading.Event) -> list:
     from deploy.deployer import deploy_to
     from deploy.release import release_name, stage
@@ -216,8 +242,9 @@ def push_release(args, targets, log, cancel: threading.Event) -> list:
         sha = stage(bundle_dir, staged)
         (tools / "remote.sh").write_bytes((staged / "remote.sh").read_bytes())
         name = release_name(sha)
+        service = service_args(args)
         return run_all(targets, lambda t: deploy_to(t, staged, tools, sha, name, args.keep,
-                                                    args.systemd, args.source, log, cancel),
+                                                    service, log, cancel),
                        cancel)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -60,10 +60,10 @@ def tools_script(target) -> str:
     return target.remote_path(".tools", REMOTE_SCRIPT)
 
 
-def deploy_to(target, staged: Path, tools: Path, sha: str, name: str, keep: int, systemd: str,
-              source: str, log, cancel: threading.Event | None = None) -> Outcome:
+def deploy_to(target, staged: Path, tools: Path, sha: str, name: str, keep: int,
+              service: tuple[str, ...], log, cancel: threading.Event | None = None) -> Outcome:
     """Deploy the staged release to ``target`` under its deploy lock; never raises for remote
-    failures."""
+    failures. ``service``: remote.sh's service arguments (MODE SOURCE [PORT HOST])."""
     pushed = target.push(tools, target.remote_path(".tools"))
     if pushed.code != 0:
         return Outcome(target.name, "failed", name, f"cannot reach target: {pushed.output}")
@@ -71,7 +71,7 @@ def deploy_to(target, staged: Path, tools: Path, sha: str, name: str, keep: int,
     if not lock.held:
         return Outcome(target.name, "failed", name, f"({reason_line(lock.output)})")
     try:
-        return locked_deploy(target, staged, sha, name, keep, systemd, source, log,
+        return locked_deploy(target, staged, sha, name, keep, service, log,
                              cancel or threading.Event())
     except Cancelled:
         return Outcome(target.name, "failed", name, "(interrupted; the running release was "
@@ -80,8 +80,8 @@ def deploy_to(target, staged: Path, tools: Path, sha: str, name: str, keep: int,
         lock.release()
 
 
-def locked_deploy(target, staged: Path, sha: str, name: str, keep: int, systemd: str,
-                  source: str, log, cancel: threading.Event) -> Outcome:
+def locked_deploy(target, staged: Path, sha: str, name: str, keep: int,
+                  service: tuple[str, ...], log, cancel: threading.Event) -> Outcome:
     base, script = target.base, tools_script(target)
 
     def step(command: str, *args: str):
@@ -96,8 +96,15 @@ def locked_deploy(target, staged: Path, sha: str, name: str, keep: int, systemd:
         return Outcome(target.name, "failed", name, f"cannot read state: {state.output}")
     current, releases = parse_state(state.output)
     if current.endswith(f"-{sha}") and current in releases:
+        # The release is there; the service may still be asked to change (run -> serve).
+        ensured = step("ensure-service", *service)
+        if ensured.code != 0:
+            return Outcome(target.name, "failed", current,
+                           f"(service failed): {reason_line(ensured.output)}")
+        said = service_line(ensured.output)
         return Outcome(target.name, "unchanged", current,
-                       "(already current: same bundle and runner, nothing to do)")
+                       "(already current: same bundle and runner, nothing to do)"
+                       + (f"\n  {said}" if said else ""))
     existing = [r for r in releases if r.endswith(f"-{sha}")]
     if existing:
         name, folder = existing[-1], existing[-1]
@@ -120,13 +127,24 @@ def locked_deploy(target, staged: Path, sha: str, name: str, keep: int, systemd:
         if finished.code != 0:
             return Outcome(target.name, "failed", name, f"(finish failed{kept}): "
                            f"{reason_line(finished.output)}")
-    for command, args in (("activate", (name,)), ("service", (systemd, source)),
+    said = ""
+    for command, args in (("activate", (name,)), ("service", service),
                           ("prune", (str(keep),))):
         result = step(command, *args)
         if result.code != 0:
             return Outcome(target.name, "failed", name,
                            f"({command} failed): {reason_line(result.output)}")
-    return Outcome(target.name, "deployed", name, "(device check passed, current switched)")
+        if command == "service":
+            said = service_line(result.output)
+    return Outcome(target.name, "deployed", name,
+                   "(device check passed, current switched)" + (f"\n  {said}" if said else ""))
+
+
+def service_line(output: str) -> str:
+    """What the service step said about a live page (how to open it), else nothing: the plain
+    runner's service needs no line of its own."""
+    lines = [line for line in output.splitlines() if line.startswith("service:")]
+    return lines[-1] if lines and "serve" in lines[-1] else ""
 
 
 def rollback(target, log) -> Outcome:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -20,10 +21,23 @@ REMOTE_SCRIPT = "remote.sh"
 
 
 def device_files() -> list[Path]:
-    """The runner as the Pi needs it: device/*.py (all subpackages) and requirements.txt."""
+    """The runner as the Pi needs it: device/*.py (all subpackages) and the package data that
+    pyproject.toml lists for ``device`` (requirements.txt, the live page's files): one list,
+    so a release and a pip-installed device package hold the same files."""
     root = REPO / "device"
     files = sorted(p for p in root.rglob("*.py") if "__pycache__" not in p.parts)
-    return files + [root / "requirements.txt"]
+    data = device_package_data((REPO / "pyproject.toml").read_text())
+    return files + sorted(p for pattern in data for p in root.glob(pattern) if p.is_file())
+
+
+def device_package_data(pyproject: str) -> list[str]:
+    """``[tool.setuptools.package-data] device = [...]`` (tomllib where Python has it, 3.11+)."""
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11: the one line we need
+        match = re.search(r"^device\s*=\s*\[(.*?)\]", pyproject, re.MULTILINE)
+        return re.findall(r'"([^"]+)"', match.group(1)) if match else ["requirements.txt"]
+    return tomllib.loads(pyproject)["tool"]["setuptools"]["package-data"]["device"]
 
 
 def stage(bundle_dir: Path, destination: Path) -> str:

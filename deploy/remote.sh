@@ -128,38 +128,63 @@ previous)
     now=$(current_name)
     good_releases | awk -v now="$now" '$0 < now { prev = $0 } END { if (prev != "") print prev }'
     ;;
-service)
+service|ensure-service)
     # A systemd user unit running the runner headless at boot, restarted on failure, logging
-    # to the journal. Skipped, with a message, where there is no systemd user instance.
+    # to the journal; with a PORT it runs `device serve` instead (the runner plus the live page
+    # on HOST:PORT, 127.0.0.1 unless HOST says otherwise). Skipped, with a message, where there
+    # is no systemd user instance. `service` always restarts it (a new release is current);
+    # `ensure-service` (a deploy of the release already current) only when the unit changed,
+    # e.g. from `run` to `serve`, or when it is not running.
+    #   service|ensure-service MODE SOURCE [PORT [HOST]]      MODE: user | none
     mode=$1
     source=$2
+    port=${3:-}
+    host=${4:-127.0.0.1}
+    if [ -n "$port" ]; then
+        runner="$base/venv/bin/python -m device serve --bundle bundle --source $source --host $host --port $port"
+        what="device serve: live view on $host:$port"
+        case $host in
+            127.0.0.1|localhost) view="from a laptop: ssh -L $port:127.0.0.1:$port $(id -un)@$(hostname), then open http://127.0.0.1:$port/" ;;
+            *) view="open http://$(hostname):$port/" ;;
+        esac
+    else
+        runner="$base/venv/bin/python -m device run --bundle bundle --source $source --headless"
+        what="device runner"
+        view=""
+    fi
     if [ "$mode" = none ]; then echo "service: not installed (--systemd none)"; exit 0; fi
     if ! command -v systemctl >/dev/null 2>&1 || ! systemctl --user show-environment >/dev/null 2>&1; then
         echo "service: systemd (user instance) not available on this host; not installed." \
-             "Start by hand: cd $base/current && $base/venv/bin/python -m device run --bundle bundle --source $source --headless"
+             "Start by hand: cd $base/current && $runner"
         exit 0
     fi
     unit_dir="$HOME/.config/systemd/user"
     mkdir -p "$unit_dir"
     cat > "$unit_dir/$service.service.tmp" <<UNIT
 [Unit]
-Description=edgekit classifier (device runner)
+Description=edgekit classifier ($what)
 After=network.target
 
 [Service]
 WorkingDirectory=$base/current
-ExecStart=$base/venv/bin/python -m device run --bundle bundle --source $source --headless
+ExecStart=$runner
 Restart=on-failure
 RestartSec=3
 
 [Install]
 WantedBy=default.target
 UNIT
+    if cmp -s "$unit_dir/$service.service.tmp" "$unit_dir/$service.service" &&
+       [ "$command" = ensure-service ] && systemctl --user is-active --quiet "$service.service"; then
+        rm -f "$unit_dir/$service.service.tmp"
+        echo "service: $service.service (user) unchanged and running ($what)${view:+; $view}"
+        exit 0
+    fi
     mv "$unit_dir/$service.service.tmp" "$unit_dir/$service.service"
     systemctl --user daemon-reload
     systemctl --user enable "$service.service" >/dev/null 2>&1
     systemctl --user restart "$service.service"
-    echo "service: $service.service (user) restarted; logs: journalctl --user -u $service -f"
+    echo "service: $service.service (user) restarted ($what)${view:+; $view}; logs: journalctl --user -u $service -f"
     ;;
 restart)
     if command -v systemctl >/dev/null 2>&1 && systemctl --user cat "$service.service" >/dev/null 2>&1; then

@@ -286,3 +286,98 @@ def test_kill_9_over_ssh_then_rollback_and_redeploy(ssh_server, quick_artifacts,
     again = make("deploy", ssh_server, root, base)
     assert again.returncode == 0, again.stdout + again.stderr
     assert not list((base / "releases").glob("*.partial"))
+
+
+# --- issue 17: the deployed service as the live page ------------------------------------------
+
+FAKE_SYSTEMCTL = """#!/bin/sh
+# systemctl --user for the test: a user instance that answers, records what it is told, and
+# reports the unit active once it has been restarted.
+echo "$*" >> "$EDGEKIT_SYSTEMCTL_LOG"
+case "$*" in
+  *show-environment*) exit 0 ;;
+  *is-active*) [ -f "$EDGEKIT_SYSTEMCTL_LOG.active" ] && exit 0 || exit 3 ;;
+  *restart*) touch "$EDGEKIT_SYSTEMCTL_LOG.active" ;;
+esac
+exit 0
+"""
+
+
+def unit_exec(home: Path) -> tuple[str, Path]:
+    """The written unit's ExecStart command and WorkingDirectory."""
+    unit = (home / ".config" / "systemd" / "user" / "edgekit.service").read_text()
+    fields = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line)
+    return fields["ExecStart"], Path(fields["WorkingDirectory"])
+
+
+def test_deploy_serve_installs_the_live_page_as_the_service(quick_artifacts, tmp_path):
+    """`make deploy-local SERVE=PORT` writes a unit whose command serves the page, and that
+    command, run from the release, answers /api/result; deploying the same bundle without SERVE
+    turns the service back into the plain runner (and restarts it), with nothing else redone."""
+    import shlex
+    import urllib.request
+
+    from tests.sshd import free_port
+
+    artifacts = quick_artifacts("digits")
+    home, bin_dir, base = tmp_path / "home", tmp_path / "bin", tmp_path / "pi"
+    home.mkdir()
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(FAKE_SYSTEMCTL)
+    (bin_dir / "systemctl").chmod(0o755)
+    log = tmp_path / "systemctl.log"
+    env = {**make_env(), "HOME": str(home), "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "EDGEKIT_SYSTEMCTL_LOG": str(log)}
+    video = tmp_path / "clip.avi"
+    subprocess.run([os.sys.executable, "-m", "device", "footage", "--bundle",
+                    str(artifacts / "digits" / "bundle"), "--out", str(video), "--frames", "600"],
+                   cwd=REPO, check=True, capture_output=True, timeout=300)
+    port = free_port()
+
+    def deploy(*serve: str):
+        return subprocess.run(["make", "--no-print-directory", "deploy-local", "TASK=digits",
+                               f"ARTIFACTS={artifacts}", f"DIR={base}", f"SOURCE={video}",
+                               f"PY={Path(os.sys.executable)}", *serve,
+                               f"ARGS=--source {video}"],
+                              cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+
+    served = deploy(f"SERVE={port}")
+    assert served.returncode == 0, served.stdout + served.stderr
+    assert f"ssh -L {port}:127.0.0.1:{port}" in served.stdout, served.stdout
+    command, workdir = unit_exec(home)
+    assert " -m device serve " in command and f"--port {port}" in command, command
+    assert "--host 127.0.0.1" in command and workdir == base / "current"
+    assert "--user restart edgekit.service" in log.read_text()
+
+    server = subprocess.Popen(shlex.split(command), cwd=workdir, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, result = time.monotonic() + 120, None
+        while result is None or result.get("label") is None:
+            assert server.poll() is None, server.communicate()
+            assert time.monotonic() < deadline, "the deployed serve never answered"
+            time.sleep(0.3)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/result",
+                                            timeout=5) as response:
+                    result = json.loads(response.read())
+            except OSError:
+                continue
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as response:
+            assert b"<html" in response.read().lower()
+        assert result["label"] in json.loads(
+            (base / "current" / "bundle" / "metadata.json").read_text())["labels"] + ["nothing",
+                                                                                     "unsure"]
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+
+    restarts = log.read_text().count("--user restart")
+    plain = deploy()
+    assert plain.returncode == 0 and "unchanged" in plain.stdout, plain.stdout + plain.stderr
+    command, _ = unit_exec(home)
+    assert " -m device run " in command and "--headless" in command, command
+    assert log.read_text().count("--user restart") == restarts + 1
+    again = deploy()  # the same unit, running: nothing restarts
+    assert again.returncode == 0 and "unchanged" in again.stdout
+    assert log.read_text().count("--user restart") == restarts + 1

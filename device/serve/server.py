@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 
+from device.errors import UserError
 from device.serve.hub import Encoder, Hub
 
 WEB = Path(__file__).resolve().parent / "web"
@@ -74,6 +75,16 @@ def loopback_hosts(host: str, port: int) -> set[str] | None:
     return {f"{name}:{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
 
 
+def page_files() -> dict:
+    """The page's own files, read once: the only files the server ever sends."""
+    try:
+        return {route: ((WEB / name).read_bytes(), kind) for route, (name, kind) in PAGES.items()}
+    except OSError as exc:
+        raise UserError(f"the live page's file {exc.filename} cannot be read ({exc.strerror}): "
+                        "reinstall or redeploy the device package (it ships device/serve/web/)"
+                        ) from None
+
+
 class ViewServer(ThreadingHTTPServer):
     """Holds what the handlers share: the hub, the encoder, the token and the stream limit."""
 
@@ -89,8 +100,7 @@ class ViewServer(ThreadingHTTPServer):
         self.events_interval = 1.0 / events_fps
         self.write_timeout = write_timeout
         self.stopping = threading.Event()
-        self.pages = {route: ((WEB / name).read_bytes(), kind)
-                      for route, (name, kind) in PAGES.items()}
+        self.pages = page_files()
         super().__init__(address, Handler)
         self.allowed_hosts = loopback_hosts(self.server_address[0], self.server_address[1])
 

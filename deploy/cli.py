@@ -34,6 +34,10 @@ from device.errors import UserError
 STAGING_PREFIX = "edgekit-release-"
 
 
+#: The most releases --keep may ask for (the target's shell compares it as an integer).
+MAX_KEEP = 1000
+
+
 def keep_count(text: str) -> int:
     try:
         value = int(text)
@@ -42,6 +46,8 @@ def keep_count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1 (the newest good release is "
                                          "always kept)")
+    if value > MAX_KEEP:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_KEEP}")
     return value
 
 
@@ -118,7 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def writable_folder(text: str, flag: str) -> str:
     """``--dir``/``--local`` as an absolute folder this user can write, or one clear line."""
-    path = Path(text).expanduser().resolve()
+    if not text.strip():
+        raise UserError(f"{flag} is empty: pass the folder to deploy into (e.g. {flag} /tmp/pi)")
+    try:
+        path = Path(text).expanduser().resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop: RuntimeError before Python 3.13
+        raise UserError(f"{flag} {text} cannot be resolved ({exc}): pass a real folder") from None
     if path.exists() and not path.is_dir():
         raise UserError(f"{flag} {path} is a file, not a folder: pass a folder to deploy into")
     try:

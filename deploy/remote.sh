@@ -111,7 +111,12 @@ prune)
     # Keep the newest KEEP good releases (at least one: never the newest good one) and the
     # current one; remove releases that were never marked good; keep one failed at most.
     keep=$1
-    [ "$keep" -ge 1 ] 2>/dev/null || keep=1
+    # A count this shell cannot read (not digits, or past its integer range) prunes nothing:
+    # "keep 1" would delete every other good release, the opposite of a large --keep.
+    case $keep in ''|*[!0-9]*) echo "prune: keep count '$keep' is not a number; nothing pruned"; exit 0 ;; esac
+    if [ ${#keep} -gt 6 ] || [ "$keep" -lt 1 ]; then
+        echo "prune: keep count $keep is outside 1-999999; nothing pruned"; exit 0
+    fi
     now=$(current_name)
     good_releases | sort -r | tail -n +$((keep + 1)) |
         while read -r old; do [ "$old" = "$now" ] || rm -rf "$releases/$old"; done

@@ -186,37 +186,154 @@ PREPROCESSING_FIELDS = {"size": list, "colour": str, "channels": int, "scale": (
 MODEL_FIELDS = {"file": str, "format": str, "precision": str, "bytes": int, "sha256": str}
 
 
+#: Values the device understands for the fields that choose what it does: anything else would
+#: silently run as something else (an unknown colour as RGB, an unknown kind as an image).
+KINDS = ("image", "hands")
+COLOURS = ("gray", "rgb")
+CROPS = (None, "center_square", "none")
+#: Names the result vocabulary gives a meaning of its own (docs/contracts.md): a class cannot
+#: be called that.
+RESERVED_LABELS = ("nothing", "unsure")
+
+
+def is_number(value) -> bool:
+    """A real, finite number (JSON has no NaN, but Python's json reads one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value \
+        and abs(value) != float("inf")
+
+
 def validate_metadata(metadata: dict, meta_path: Path) -> None:
-    """Refuse, in one line, metadata with a missing field or one of the wrong type: the runner
-    would otherwise fail later with a KeyError or TypeError traceback."""
+    """Refuse, in one line, metadata with a missing field, one of the wrong type or a value the
+    device does not know: the runner would otherwise fail later with a traceback, or run as
+    something else and answer wrongly (the gate, ``device check``, relies on this)."""
+    def bad(what: str) -> UserError:
+        return UserError(f"{meta_path}: {what}: re-export the bundle")
+
     def need(container: dict, fields: dict, where: str) -> None:
         for name, kind in fields.items():
             if name not in container:
                 raise UserError(f"{meta_path} lacks {where}{name!r}: re-export the bundle")
             value = container[name]
             if not isinstance(value, kind) or isinstance(value, bool):
-                raise UserError(f"{meta_path}: {where}{name!r} has the wrong type "
-                                f"({type(value).__name__}): re-export the bundle")
+                raise bad(f"{where}{name!r} has the wrong type ({type(value).__name__})")
 
     need(metadata, REQUIRED_FIELDS, "")
-    labels = metadata["labels"]
-    if not labels or not all(isinstance(label, str) for label in labels):
-        raise UserError(f"{meta_path}: 'labels' must be a non-empty list of class names: "
-                        "re-export the bundle")
+    validate_labels(metadata["labels"], bad)
     pipeline = metadata.get("pipeline", {"kind": "image"})
     if not isinstance(pipeline, dict) or not isinstance(pipeline.get("kind"), str):
-        raise UserError(f"{meta_path}: 'pipeline' must be an object with a 'kind': re-export "
-                        "the bundle")
+        raise bad("'pipeline' must be an object with a 'kind'")
+    if pipeline["kind"] not in KINDS:
+        raise bad(f"pipeline.kind {pipeline['kind']!r} is not one this runner knows "
+                  f"({', '.join(KINDS)})")
+    confidence = pipeline.get("min_confidence")
+    if confidence is not None and not (is_number(confidence) and 0 <= confidence <= 1):
+        raise bad(f"pipeline.min_confidence {confidence!r} must be a number from 0 to 1")
     if pipeline["kind"] == "image":  # the hands pipeline's classifier reads landmarks instead
-        need(metadata["preprocessing"], PREPROCESSING_FIELDS, "preprocessing.")
-        size = metadata["preprocessing"]["size"]
-        if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
-            raise UserError(f"{meta_path}: preprocessing.size must be [height, width] in "
-                            "pixels: re-export the bundle")
+        validate_image_preprocessing(metadata["preprocessing"], need, bad)
+    else:
+        validate_hand_pipeline(pipeline, bad)
+        shape = metadata.get("input", {}).get("shape") if isinstance(metadata.get("input"),
+                                                                       dict) else None
+        if not (isinstance(shape, list) and shape and all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape)):
+            raise bad("input.shape must be the classifier's input shape, e.g. [1, 63]")
+    if not metadata["models"]:
+        raise bad("'models' lists no model")
     for index, entry in enumerate(metadata["models"]):
         if not isinstance(entry, dict):
-            raise UserError(f"{meta_path}: models[{index}] is not an object: re-export the bundle")
+            raise bad(f"models[{index}] is not an object")
         need(entry, MODEL_FIELDS, f"models[{index}].")
+        inside_bundle(entry["file"], f"models[{index}].file", bad)
+        validate_verdict(entry.get("verdict"), f"models[{index}].verdict", bad)
+    keys = [model_key(entry) for entry in metadata["models"]]
+    doubles = sorted({key for key in keys if keys.count(key) > 1})
+    if doubles:
+        raise bad(f"'models' lists {', '.join(doubles)} more than once")
+    extras = metadata.get("extra_files", [])
+    if not isinstance(extras, list):
+        raise bad("'extra_files' must be a list")
+    for index, entry in enumerate(extras):
+        if not isinstance(entry, dict):
+            raise bad(f"extra_files[{index}] is not an object")
+        need(entry, {"file": str, "bytes": int, "sha256": str}, f"extra_files[{index}].")
+        inside_bundle(entry["file"], f"extra_files[{index}].file", bad)
+
+
+def validate_labels(labels: list, bad) -> None:
+    if not labels or not all(isinstance(label, str) and label.strip() for label in labels):
+        raise bad("'labels' must be a non-empty list of class names")
+    doubles = sorted({label for label in labels if labels.count(label) > 1})
+    if doubles:
+        raise bad(f"'labels' names {', '.join(map(repr, doubles))} more than once")
+    reserved = [label for label in labels if label.lower() in RESERVED_LABELS]
+    if reserved:
+        raise bad(f"'labels' has {reserved[0]!r}, an answer of its own in the result vocabulary "
+                  "(rename the class)")
+
+
+def validate_image_preprocessing(spec: dict, need, bad) -> None:
+    need(spec, PREPROCESSING_FIELDS, "preprocessing.")
+    size = spec["size"]
+    if len(size) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0
+                                 for v in size):
+        raise bad("preprocessing.size must be [height, width] in pixels")
+    if spec["colour"] not in COLOURS:
+        raise bad(f"preprocessing.colour {spec['colour']!r} is not one of {', '.join(COLOURS)}")
+    if spec.get("crop") not in CROPS:
+        raise bad(f"preprocessing.crop {spec.get('crop')!r} is not one this runner knows "
+                  "(center_square)")
+    if not (is_number(spec["scale"]) and spec["scale"] > 0 and is_number(spec["offset"])):
+        raise bad("preprocessing.scale must be a positive number and offset a number")
+
+
+def validate_hand_pipeline(pipeline: dict, bad) -> None:
+    """Stages as {stage: {key: file}}, and thresholds of the types and ranges the tracker
+    uses (device/hands/tracker.py DEFAULT_THRESHOLDS): a string where a number belongs would
+    pass every check and crash on the first hand."""
+    from device.hands.tracker import DEFAULT_THRESHOLDS, threshold_problem
+
+    stages = pipeline.get("stages")
+    if not isinstance(stages, dict) or not stages or not all(
+            isinstance(variants, dict) and variants
+            and all(isinstance(k, str) and isinstance(f, str) for k, f in variants.items())
+            for variants in stages.values()):
+        raise bad("pipeline.stages must map each stage to its {model key: file}")
+    for stage, variants in stages.items():
+        for key, file in variants.items():
+            inside_bundle(file, f"pipeline.stages.{stage}.{key}", bad)
+    thresholds = pipeline.get("thresholds", {})
+    if not isinstance(thresholds, dict):
+        raise bad("pipeline.thresholds must be an object")
+    for name, value in thresholds.items():
+        if name not in DEFAULT_THRESHOLDS:
+            raise bad(f"pipeline.thresholds has {name!r}, which this runner does not know "
+                      "(a newer toolkit's bundle: update the device)")
+        problem = threshold_problem(name, value)
+        if problem:
+            raise bad(f"pipeline.thresholds.{name} {value!r}: {problem}")
+
+
+def inside_bundle(file: str, where: str, bad) -> None:
+    """A bundle's files are inside it: a relative path without '..' (a bundle must never make
+    the device read another file, such as another bundle's model)."""
+    parts = Path(file).parts
+    if not file or Path(file).is_absolute() or ".." in parts or file.startswith("~"):
+        raise bad(f"{where} {file!r} must be a path inside the bundle")
+
+
+def validate_verdict(verdict, where: str, bad) -> None:
+    """A verdict, when there is one, is the export's: ``ok`` a boolean, ``violations`` a list,
+    and ``ok`` true only with no violations (a hand-edited "ok" over failing figures is
+    refused, not trusted)."""
+    if verdict is None:
+        return
+    if not isinstance(verdict, dict) or not isinstance(verdict.get("ok"), bool):
+        raise bad(f"{where} must be an object with a boolean 'ok'")
+    violations = verdict.get("violations", [])
+    if not isinstance(violations, list):
+        raise bad(f"{where}.violations must be a list")
+    if verdict["ok"] and violations:
+        raise bad(f"{where} says ok but lists violations ({'; '.join(map(str, violations))})")
 
 
 def open_bundle(root: str | Path, verify: bool = True, keys: list[str] | None = None) -> Bundle:
@@ -231,7 +348,7 @@ def open_bundle(root: str | Path, verify: bool = True, keys: list[str] | None = 
     except (ValueError, UnicodeDecodeError) as exc:
         raise UserError(f"{meta_path} is not valid JSON ({exc}): re-export the bundle") from None
     version = metadata.get("bundle_format") if isinstance(metadata, dict) else None
-    if version not in READABLE_FORMATS:
+    if isinstance(version, bool) or version not in READABLE_FORMATS:
         raise UserError(f"{meta_path} has bundle format {version!r}, this device runner reads "
                         f"formats {', '.join(map(str, READABLE_FORMATS))}: re-export with the "
                         "same toolkit version")

@@ -92,8 +92,9 @@ def roi_for(frame_shape: tuple[int, ...], setting, multiple_of: int = 1) -> Roi:
 def flatten_light(gray: np.ndarray) -> np.ndarray:
     """Divide out the paper's brightness (a blurred, ink-free background estimate), so a lighting
     gradient or a shadow does not look like ink. Returns 'inkness' in [0, 1]: 0 = paper."""
-    side = max(gray.shape)
-    kernel = max(3, (side // 6) | 1)
+    # A sixth of the longer side, but no more than twice the shorter: a sliver of an image
+    # (1x20000) would otherwise get a disc thousands of pixels wide, minutes of work per frame.
+    kernel = max(3, min(max(gray.shape) // 6, 2 * min(gray.shape)) | 1)
     # Closing (max then min filter) with a disc wider than any stroke keeps only the paper,
     # shadow edges included; a Gaussian smooths the estimate.
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel))

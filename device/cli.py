@@ -77,6 +77,19 @@ def positive_float(text: str) -> float:
     return value
 
 
+def at_most(high: float):
+    """argparse type: a finite number from 0 to ``high`` (seconds, gray levels)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 <= value <= high:  # NaN fails both comparisons
+            raise argparse.ArgumentTypeError(f"{text} is outside [0, {high:g}]")
+        return value
+    return parse
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, serving: bool = False) -> None:
     """The options ``run`` and ``serve`` share: one definition, so they never drift apart."""
     parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (metadata.json)")
@@ -210,10 +223,10 @@ def add_collect_command(commands) -> None:
                          help="camera index (0), 'picamera', a video file or an image folder")
     collect.add_argument("--count", type=positive_int, default=30,
                          help="images to capture (default 30)")
-    collect.add_argument("--interval", type=float, default=0.2,
+    collect.add_argument("--interval", type=at_most(3600), default=0.2,
                          help="seconds between images (video time for a video file; "
                               "default 0.2)")
-    collect.add_argument("--countdown", type=float, default=3.0,
+    collect.add_argument("--countdown", type=at_most(600), default=3.0,
                          help="seconds before the burst starts, live cameras only (default 3)")
     collect.add_argument("--roi", default="auto", help="as for run: the region saved (default: "
                          "the 0.6 centre box for cameras/videos, the whole image for folders)")
@@ -226,7 +239,7 @@ def add_collect_command(commands) -> None:
                               "training your own gestures with --arch landmarks")
     collect.add_argument("--full-frame", action="store_true",
                          help="also save the whole frame (OUT/LABEL/full/)")
-    collect.add_argument("--min-change", type=float, default=2.0,
+    collect.add_argument("--min-change", type=at_most(255), default=2.0,
                          help="skip a frame whose mean gray level (32x32 thumbnail) changed "
                               "less than this since the last saved one (default 2; 0 = keep all)")
     collect.add_argument("--format", dest="image_format", choices=["jpg", "png"], default="jpg",
@@ -235,7 +248,7 @@ def add_collect_command(commands) -> None:
                          help="no window: a progress line per image on stderr")
     collect.add_argument("--width", type=positive_int, help="camera frame width to request")
     collect.add_argument("--height", type=positive_int, help="camera frame height to request")
-    collect.add_argument("--fps", type=float, help="camera frame rate to request")
+    collect.add_argument("--fps", type=positive_float, help="camera frame rate to request")
 
 
 def run_collect(args) -> int:

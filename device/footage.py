@@ -115,6 +115,13 @@ def bundle_footage(bundle, count: int, hold: int = 1, seed: int = 0) -> list[np.
     """640x480 frames of the bundle's own sample images (real test images) as a camera would
     see them, each held for ``hold`` frames (a subject held up to the camera, with fresh sensor
     noise in every frame)."""
+    from device.errors import UserError
+
+    if bundle.kind == "hands":
+        raise UserError(f"bundle {bundle.root} is a hand pipeline: its samples are landmark "
+                        "features, not pictures, so no footage can be made from them; record a "
+                        "clip of your hand (python -m device collect, or any phone video) and "
+                        "pass it as --source (device bench: --video)")
     with np.load(bundle.root / bundle.metadata["samples"]["file"]) as archive:
         images = archive["x"]
     rng = np.random.default_rng(seed)

@@ -69,7 +69,12 @@ def shrink_keeping_ink(gray: np.ndarray, side: int = WORK_SIDE) -> np.ndarray:
     pixel wide at full darkness, a 6 px stroke two pixels wide; stroke widths even out, as in
     MNIST. Paper noise's dark tail lowers the paper level uniformly, which flattening removes.
     """
-    factor = max(1, min(gray.shape) // side)
+    # A panorama or a sliver (12000x200, 1x20000) is shrunk to at most 16 side x side work
+    # pixels too (flattening's disc grows with the longer side: seconds a frame otherwise),
+    # and never by more than its shorter side (which would leave nothing).
+    budget = int(np.ceil(np.sqrt(gray.shape[0] * gray.shape[1] / (16.0 * side * side))))
+    factor = max(1, min(gray.shape) // side, budget)
+    factor = min(factor, max(1, min(gray.shape)))
     if factor == 1:
         return gray
     h, w = (gray.shape[0] // factor) * factor, (gray.shape[1] // factor) * factor

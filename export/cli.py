@@ -66,8 +66,9 @@ def build_parser(user_task: str | None = None) -> argparse.ArgumentParser:
                           choices=["tflite-int8", "onnx-int8", "tflite-dynamic", "tflite-fp16"])
     diagnose.add_argument("--bundle", type=Path, help="bundle folder (default: "
                           "artifacts/TASK/bundle)")
-    diagnose.add_argument("--images", type=int, default=64, help="images to compare (default 64)")
-    diagnose.add_argument("--top", type=int, default=10, help="worst layers to list")
+    diagnose.add_argument("--images", type=at_least(1), default=64,
+                          help="images to compare (default 64)")
+    diagnose.add_argument("--top", type=at_least(1), default=10, help="worst layers to list")
     diagnose.add_argument("--sqnr-only", action="store_true",
                           help="skip the per-layer effect ranking (re-quantises once per layer)")
     tasks = {name: f"export the {name} model ({spec.description})"
@@ -83,7 +84,7 @@ def build_parser(user_task: str | None = None) -> argparse.ArgumentParser:
                          help="input/output type of the full-int8 TFLite model")
         sub.add_argument("--calibration-count", type=at_least(10), default=500,
                          help="calibration images drawn from the training split")
-        sub.add_argument("--calibration-seed", type=int, default=0)
+        sub.add_argument("--calibration-seed", type=at_least(0), default=0)
         sub.add_argument("--latency-runs", type=at_least(1), default=100,
                          help="single-image runs per format for the latency column")
         sub.add_argument("--stage-photos", type=at_least(1), metavar="N",
@@ -123,8 +124,11 @@ def run_command(args) -> int:
         return 0
     from export.exporter import export
 
-    export(args.command, Path(args.artifacts),
-           [f.strip() for f in args.formats.split(",") if f.strip()], args.data_dir,
+    formats = [f.strip() for f in args.formats.split(",") if f.strip()]
+    if not formats:
+        raise UserError(f"--formats {args.formats!r} names no format: list some, e.g. "
+                        "--formats tflite-int8,onnx-int8 (or leave it out for the default set)")
+    export(args.command, Path(args.artifacts), formats, args.data_dir,
            args.int8_io, args.calibration_count, args.calibration_seed, args.latency_runs,
            stage_photos=args.stage_photos)
     return 0

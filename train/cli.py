@@ -31,8 +31,10 @@ def number(kind, low=None, high=None, low_open=False, high_open=False):
                                              "number") from None
         if value != value or (low is not None and (value <= low if low_open else value < low)) \
                 or (high is not None and (value >= high if high_open else value > high)):
-            lower = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
-            upper = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
+            def shown(bound):
+                return str(bound) if isinstance(bound, int) else f"{bound:g}"
+            lower = "" if low is None else f"{'>' if low_open else '>='} {shown(low)}"
+            upper = "" if high is None else f"{'<' if high_open else '<='} {shown(high)}"
             raise argparse.ArgumentTypeError(f"{text} must be {' and '.join(filter(None, (lower, upper)))}")
         return value
     return parse
@@ -78,7 +80,8 @@ def common_options() -> argparse.ArgumentParser:
                             "mirror image (classes that do not change when mirrored: hands, "
                             "fruits); the device runs it unchanged at twice the inference cost")
     run = parent.add_argument_group("run")
-    run.add_argument("--seed", type=int, default=42, help="seed for splits, init and augmentation")
+    run.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=42,
+                     help="seed for splits, init and augmentation")
     run.add_argument("--strategy", default="auto", choices=["auto", "mirrored", "multiworker"],
                      help="tf.distribute strategy; auto = mirrored when >1 GPU is visible")
     run.add_argument("--mixed-precision", default="auto", choices=["auto", "on", "off"],
@@ -121,8 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "training steps. Run it on a GPU box before a long training.")
     doctor.add_argument("--strategy", default="auto", choices=["auto", "mirrored", "multiworker"])
     doctor.add_argument("--mixed-precision", default="auto", choices=["auto", "on", "off"])
-    doctor.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
-    doctor.add_argument("--batch-size", type=int, default=128, help="per replica (default 128)")
+    doctor.add_argument("--steps", type=number(int, 1), default=20, help="timed steps (default 20)")
+    doctor.add_argument("--batch-size", type=number(int, 1), default=128,
+                        help="per replica (default 128)")
     return parser
 
 
@@ -205,6 +209,20 @@ def train_gestures(args, config_fields: dict, recorded: dict) -> dict:
         return train_landmarks(config)
 
 
+def check_early(args) -> None:
+    """What argparse cannot see but is wrong before any data or TensorFlow loads: an empty
+    --classes list (which would silently mean every class), a --weights file that is not
+    there (found otherwise only after 8 s of TensorFlow start-up)."""
+    classes = getattr(args, "classes", None)
+    if classes is not None and not [c for c in classes.split(",") if c.strip()]:
+        raise UserError(f"--classes {classes!r} names no class: list folder names separated by "
+                        "commas, or leave it out for every class")
+    weights = getattr(args, "weights", None)
+    if weights not in (None, "imagenet") and not Path(weights).expanduser().is_file():
+        raise UserError(f"--weights file {weights} does not exist: download the Keras "
+                        "MobileNetV3-Small ImageNet weights (no-top) and pass their path")
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
@@ -220,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     from train.trainer import TrainConfig, train
 
     try:
+        check_early(args)
         if args.task == "images":
             train_images(args, {
                 "arch": args.arch, "weights": args.weights, "epochs": args.epochs,

@@ -34,7 +34,10 @@ def open_source(source: str, width: int | None = None, height: int | None = None
                 fps: float | None = None) -> FrameSource:
     """Webcam index (``0``), ``picamera``, a video file or a folder of images."""
     text = str(source).strip()
-    if text.isdigit():
+    if not text:
+        raise UserError("--source is empty: pass a camera index (0), picamera, a video file or "
+                        "an image folder")
+    if text.isascii() and text.isdigit():
         from device.sources.webcam import WebcamSource
         return WebcamSource(int(text), width, height, fps)
     if text.lower() in ("picamera", "picamera2", "csi"):

@@ -25,7 +25,10 @@ def decode_image(path: Path) -> np.ndarray | None:
         data = np.fromfile(str(path), np.uint8)
     except OSError:
         return None
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:  # e.g. a header claiming more pixels than OpenCV decodes (a "bomb")
+        return None
     if image is None or image.size == 0:
         return None
     return to_bgr8(image)

@@ -90,6 +90,30 @@ def at_most(high: float):
     return parse
 
 
+def roi_option(text: str) -> str:
+    """``--roi`` checked for its form at parse time (before a model loads); whether pixels fit
+    the frame is known only when the source gives its first frame."""
+    if text.strip().lower() != "auto":
+        from device.camera import parse_roi
+
+        try:
+            parse_roi(text)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc).replace("--roi ", "", 1)) from None
+    return text
+
+
+def save_path(text: str) -> Path:
+    """``--save``: a .mp4/.avi path in an existing folder, checked before a frame is read."""
+    path = Path(text).expanduser()
+    if path.suffix.lower() not in (".mp4", ".avi"):
+        raise argparse.ArgumentTypeError(f"{text}: use a .mp4 or .avi file name")
+    if not path.parent.is_dir() or path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text}: its folder {path.parent} does not exist (or "
+                                         "the path is a folder): create the folder first")
+    return path
+
+
 def add_run_arguments(parser: argparse.ArgumentParser, serving: bool = False) -> None:
     """The options ``run`` and ``serve`` share: one definition, so they never drift apart."""
     parser.add_argument("--bundle", required=True, type=Path, help="bundle folder (metadata.json)")
@@ -99,14 +123,15 @@ def add_run_arguments(parser: argparse.ArgumentParser, serving: bool = False) ->
                                         "(default: the bundle's best int8 model)")
     parser.add_argument("--threads", type=thread_count, default=2,
                         help="inference threads, fixed when the interpreter is built (default 2)")
-    parser.add_argument("--roi", default="auto",
+    parser.add_argument("--roi", default="auto", type=roi_option,
                         help="region to classify: a centre-box fraction (0.6), 'full', or x,y,w,h "
                              "pixels (default: 0.6 for cameras/videos, full for image folders); "
                              "a fraction snaps to a whole multiple of the model's input side")
     parser.add_argument("--headless", action="store_true",
                         help="also print one JSON line per frame on stdout" if serving else
                         "no window: one JSON line per frame on stdout")
-    parser.add_argument("--save", type=Path, help="record the annotated stream (.mp4 or .avi)")
+    parser.add_argument("--save", type=save_path,
+                        help="record the annotated stream (.mp4 or .avi)")
     smoothing = parser.add_mutually_exclusive_group()
     smoothing.add_argument("--smooth", dest="smoothing", action="store_true", default=None,
                            help="average probabilities over recent frames (default for "
@@ -228,7 +253,7 @@ def add_collect_command(commands) -> None:
                               "default 0.2)")
     collect.add_argument("--countdown", type=at_most(600), default=3.0,
                          help="seconds before the burst starts, live cameras only (default 3)")
-    collect.add_argument("--roi", default="auto", help="as for run: the region saved (default: "
+    collect.add_argument("--roi", default="auto", type=roi_option, help="as for run: the region saved (default: "
                          "the 0.6 centre box for cameras/videos, the whole image for folders)")
     collect.add_argument("--bundle", type=Path, help="frame the captures with this bundle's "
                          "pipeline (a hands bundle also saves the hand crop and landmarks)")

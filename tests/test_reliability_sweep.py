@@ -219,7 +219,7 @@ def test_no_footage_from_a_hand_bundle():
         bundle_footage(HandBundle(), 5)
 
 
-# --- F16, F17, F18: options ------------------------------------------------------------------
+# --- F16, F17, F18, F19: options (a bad --roi or --save was found after the model loaded) ----
 
 @pytest.mark.parametrize("args,needle", [
     (["device", "collect", "--label", "x", "--out", "o", "--interval", "nan"], "--interval"),
@@ -227,6 +227,9 @@ def test_no_footage_from_a_hand_bundle():
     (["device", "collect", "--label", "x", "--out", "o", "--countdown", "nan"], "--countdown"),
     (["device", "collect", "--label", "x", "--out", "o", "--min-change", "nan"], "--min-change"),
     (["device", "collect", "--label", "x", "--out", "o", "--fps", "-1"], "--fps"),
+    (["device", "run", "--bundle", "b", "--source", "0", "--roi", "abc"], "'abc' is not valid"),
+    (["device", "run", "--bundle", "b", "--source", "0", "--save", "/no/such/x.mp4"], "--save"),
+    (["device", "run", "--bundle", "b", "--source", "0", "--save", "clip.txt"], "--save"),
     (["train", "digits", "--embedded", "--seed", "-1"], "--seed"),
     (["train", "doctor", "--steps", "0"], "--steps"),
     (["train", "doctor", "--batch-size", "-5"], "--batch-size"),

@@ -218,7 +218,8 @@ def validate_metadata(metadata: dict, meta_path: Path) -> None:
                 raise bad(f"{where}{name!r} has the wrong type ({type(value).__name__})")
 
     need(metadata, REQUIRED_FIELDS, "")
-    validate_labels(metadata["labels"], bad)
+    labels = metadata["labels"]
+    validate_labels(labels, bad)
     pipeline = metadata.get("pipeline", {"kind": "image"})
     if not isinstance(pipeline, dict) or not isinstance(pipeline.get("kind"), str):
         raise bad("'pipeline' must be an object with a 'kind'")
@@ -257,6 +258,9 @@ def validate_metadata(metadata: dict, meta_path: Path) -> None:
             raise bad(f"extra_files[{index}] is not an object")
         need(entry, {"file": str, "bytes": int, "sha256": str}, f"extra_files[{index}].")
         inside_bundle(entry["file"], f"extra_files[{index}].file", bad)
+        if entry.get("role") == "sample-frame" and entry.get("label") not in labels:
+            raise bad(f"extra_files[{index}] is a sample frame whose label "
+                      f"{entry.get('label')!r} is not one of the bundle's labels")
 
 
 def validate_labels(labels: list, bad) -> None:
@@ -290,7 +294,8 @@ def validate_hand_pipeline(pipeline: dict, bad) -> None:
     """Stages as {stage: {key: file}}, and thresholds of the types and ranges the tracker
     uses (device/hands/tracker.py DEFAULT_THRESHOLDS): a string where a number belongs would
     pass every check and crash on the first hand."""
-    from device.hands.tracker import DEFAULT_THRESHOLDS, threshold_problem
+    from device.hands.tracker import DEFAULT_THRESHOLDS
+    from device.hands.validate import threshold_problem
 
     stages = pipeline.get("stages")
     if not isinstance(stages, dict) or not stages or not all(

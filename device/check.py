@@ -162,6 +162,23 @@ def sample_frames(bundle, count: int = FRAMES) -> list[tuple[np.ndarray, str]]:
     return frames + blank_frames()
 
 
+def hand_sample_frames(bundle) -> list[tuple[np.ndarray, str]]:
+    """A hand bundle's sample photos (``extra_files`` role ``sample-frame``, each with the label
+    the float pipeline gave it at export), plus the blank frames. Bundles exported before they
+    existed get the blank frames alone."""
+    import cv2
+
+    frames = []
+    for entry in bundle.extra_files:
+        if entry.get("role") == "sample-frame":
+            image = cv2.imread(str(bundle.root / entry["file"]))
+            if image is None:
+                raise UserError(f"{bundle.root / entry['file']} cannot be decoded: re-export "
+                                "the bundle")
+            frames.append((image, entry["label"]))
+    return frames + blank_frames()
+
+
 def blank_frames() -> list[tuple[np.ndarray, str]]:
     """A black and a white 640x480 frame: every pipeline must answer ``nothing`` for both (the
     hands pipeline's samples are landmark features, so these are the frames it gets)."""
@@ -180,14 +197,14 @@ MIN_FRAME_ACCURACY = 0.25
 
 
 def frame_problem(bundle_dir: Path, key: str, threads: int,
-                  frames: list[tuple[np.ndarray, str]]) -> str | None:
+                  frames: list[tuple[np.ndarray, str]], still: bool = False) -> str | None:
     """Run ``frames`` through the runner's own frame code with model ``key``; any exception, a
     label outside the bundle's vocabulary, a blank frame called a class, or too few sample
     frames showing their class is a problem."""
     from device.result import NOTHING, UNSURE
 
     try:
-        classify = frame_classifier(bundle_dir, key, threads)
+        classify = frame_classifier(bundle_dir, key, threads, still)
         vocabulary = set(classify.labels) | {NOTHING, UNSURE}
         right, subjects = 0, 0
         for index, (frame, expected) in enumerate(frames):
@@ -211,11 +228,12 @@ def frame_problem(bundle_dir: Path, key: str, threads: int,
     return None
 
 
-def frame_classifier(bundle_dir: Path, key: str, threads: int):
-    """frame -> label through the runner's own frame path (:class:`FramePipeline`)."""
+def frame_classifier(bundle_dir: Path, key: str, threads: int, still: bool = False):
+    """frame -> label through the runner's own frame path (:class:`FramePipeline`); ``still``
+    as the runner reads an image folder (the hand sample frames are photos)."""
     from device.pipeline import FramePipeline
 
-    pipeline = FramePipeline(bundle_dir, model=key, threads=threads, roi="auto")
+    pipeline = FramePipeline(bundle_dir, model=key, threads=threads, roi="auto", still=still)
 
     def classify(frame: np.ndarray) -> str:
         return pipeline(frame).label
@@ -252,7 +270,8 @@ def model_row(bundle, key: str, x: np.ndarray, y: np.ndarray, reference, threads
             row["status"] = f"FAIL: {problem}"
             return row
     # A model whose verdict failed is never run on frames (the pipeline refuses it): skipped.
-    problem = frame_problem(bundle.root, key, threads, frames) \
+    problem = frame_problem(bundle.root, key, threads, frames,
+                            still=not is_image_pipeline(bundle)) \
         if row["verdict"] != "failed" else None
     if problem:
         row["status"] = f"FAIL: {problem}"
@@ -295,7 +314,7 @@ def check(bundle_dir: Path, threads: int = 1, runs: int = 20) -> tuple[list[dict
     """
     bundle = open_bundle(bundle_dir)  # raises on any checksum mismatch or malformed metadata
     x, y = load_samples(bundle)
-    frames = sample_frames(bundle) if is_image_pipeline(bundle) else blank_frames()
+    frames = sample_frames(bundle) if is_image_pipeline(bundle) else hand_sample_frames(bundle)
     reference = float_reference(bundle, x, threads)
     rows = []
     for key in ordered_keys(bundle):

@@ -8,6 +8,9 @@ What goes in:
   stays within 3 % of the hand box's side on the test photos (otherwise float, and the report
   says so); ``pipeline.stages`` lists each stage's variants by model key;
 - MediaPipe's Apache-2.0 licence and the NOTICE under ``LICENSES/``;
+- a few test photos the float pipeline reads right, under ``samples/`` (role ``sample-frame``,
+  with their ``label``): what ``device check`` runs through the whole pipeline, palm to label,
+  since the classifier's feature samples never meet the hand models or the thresholds;
 - every extra file with its SHA-256 in ``extra_files``.
 
 The report compares, besides each classifier format, the whole float pipeline with each
@@ -178,21 +181,58 @@ def licence_entries(staging: Path) -> None:
     shutil.copy2(hand_models.NOTICE, licences / "mediapipe-NOTICE")
 
 
-def extra_file_entries(staging: Path, stages: dict) -> list[dict]:
-    """Every file under hands/ and LICENSES/ with size, SHA-256 and role."""
+def extra_file_entries(staging: Path, stages: dict, frame_labels: dict | None = None
+                       ) -> list[dict]:
+    """Every file under hands/, LICENSES/ and samples/ with size, SHA-256 and role (a sample
+    frame also with the label the float pipeline gave it)."""
     roles = {}
     for stage, variants in stages.items():
         for path in variants.values():
             roles[path] = f"{stage}-model"
     entries = []
-    for folder in ("hands", "LICENSES"):
+    for folder in ("hands", "LICENSES", SAMPLE_FRAMES):
+        if not (staging / folder).is_dir():
+            continue
         for path in sorted((staging / folder).iterdir()):
             relative = f"{folder}/{path.name}"
-            entries.append({"file": relative, "bytes": path.stat().st_size,
-                            "sha256": sha256_of(path),
-                            "role": roles.get(relative, "licence" if folder == "LICENSES"
-                                              else "unused")})
+            entry = {"file": relative, "bytes": path.stat().st_size, "sha256": sha256_of(path),
+                     "role": roles.get(relative, {"LICENSES": "licence",
+                                                  SAMPLE_FRAMES: "sample-frame"}.get(folder,
+                                                                                     "unused"))}
+            if folder == SAMPLE_FRAMES:
+                entry["label"] = (frame_labels or {})[path.name]
+            entries.append(entry)
     return entries
+
+
+#: The bundle folder of the hand sample frames, and how many per class.
+SAMPLE_FRAMES = "samples"
+FRAMES_PER_CLASS = 2
+#: Longer side of a stored sample frame (a webcam photo re-encoded: a few kB each).
+FRAME_SIDE = 320
+
+
+def write_sample_frames(staging: Path, paths: list[Path], y: np.ndarray, reference: np.ndarray,
+                        labels: list[str]) -> dict[str, str]:
+    """``FRAMES_PER_CLASS`` test photos per class that the float pipeline reads right, spread
+    over the list, re-encoded small under ``samples/``; returns {file name: label}."""
+    import cv2
+
+    folder = staging / SAMPLE_FRAMES
+    folder.mkdir()
+    written = {}
+    for c, label in enumerate(labels):
+        right = np.flatnonzero((y == c) & (reference == c))
+        for n, index in enumerate(right[np.linspace(0, len(right) - 1, FRAMES_PER_CLASS,
+                                                     dtype=int)] if len(right) else []):
+            image = cv2.imread(str(paths[index]))
+            scale = FRAME_SIDE / max(image.shape[:2])
+            if scale < 1:
+                image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            name = f"frame_{c}_{n}.jpg"
+            cv2.imwrite(str(folder / name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+            written[name] = label
+    return written
 
 
 def classifier_rows(model, staging: Path, formats: list[str], test_lm, y_test: np.ndarray,
@@ -257,9 +297,10 @@ def verdict_of(row: dict) -> dict:
 
 
 def pipeline_rows(bundle_dir: Path, keys: list[str], test_paths: list[Path], y_test, labels,
-                  test_float) -> list[dict]:
+                  test_float) -> tuple[list[dict], np.ndarray]:
     """The whole pipeline per ``--model`` key (stages resolved as the device resolves them)
-    against the float pipeline (float stages + the fp32 classifier), on every test photo."""
+    against the float pipeline (float stages + the fp32 classifier), on every test photo; and
+    the float pipeline's label per photo (NO_HAND where it found none)."""
     from train.landmarks import stage_landmarks
 
     bundle = open_bundle(bundle_dir)
@@ -289,7 +330,7 @@ def pipeline_rows(bundle_dir: Path, keys: list[str], test_paths: list[Path], y_t
         print(f"pipeline {key}: accuracy {rows[-1]['accuracy']:.4f}, label agreement with the "
               f"float pipeline {rows[-1]['label_agreement']:.4f}, landmark error "
               f"{error['mean_error'] * 100:.2f} % ({stages})", flush=True)
-    return rows
+    return rows, reference
 
 
 def export_hands(trained, formats: list[str] | None = None, data_dir: str | None = None,
@@ -341,8 +382,12 @@ def export_hands(trained, formats: list[str] | None = None, data_dir: str | None
         licence_entries(staging)
         metadata = hands_metadata(trained, entries, staging, stages, int8_io, len(samples[1]))
         write_json(staging / "metadata.json", metadata)
-        pipelines = pipeline_rows(staging, formats, judged_files["test"], y_test[judged],
-                                  labels, test_lm.subset(judged))
+        pipelines, float_labels = pipeline_rows(staging, formats, judged_files["test"],
+                                                y_test[judged], labels, test_lm.subset(judged))
+        frame_labels = write_sample_frames(staging, judged_files["test"], y_test[judged],
+                                           float_labels, labels)
+        metadata["extra_files"] = extra_file_entries(staging, stages, frame_labels)
+        write_json(staging / "metadata.json", metadata)
         report = {"task": trained.task, "created": metadata["created"],
                   "test_images": len(files["test"]), "stage_photos": len(judged),
                   "no_hand": test_lm.missing,

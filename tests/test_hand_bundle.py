@@ -54,6 +54,7 @@ def hand_bundle(root: Path, models: Path) -> Path:
         ("hands/hand_landmark_int8.tflite", "landmark-model"),
         ("LICENSES/mediapipe-LICENSE", "licence"))]
     metadata = {"bundle_format": 2, "task": "handsigns", "labels": ["rock", "paper", "scissors"],
+                "input": {"shape": [1, 63]},
                 "preprocessing": {"camera": "landmarks"}, "models": models_list,
                 "pipeline": {"kind": "hands", "features": "landmarks-v1", "stages": stages},
                 "extra_files": extras}

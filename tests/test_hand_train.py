@@ -169,3 +169,34 @@ def test_onnx_stages_match_and_int8_is_kept_only_within_the_limit(landmark_run):
     assert pipelines["tflite-fp32"]["label_agreement"] == 1.0
     assert pipelines["onnx-fp32"]["label_agreement"] > 0.95
     assert "Whole pipeline per --model" in (bundle_dir / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_check_runs_the_bundles_sample_photos_palm_to_label(landmark_run, tmp_path):
+    """Sweep finding: `device check` gave a hand bundle blank frames only, so nothing after the
+    palm detector ran in the gate (thresholds that hide every hand passed). The bundle now
+    carries two test photos per class the float pipeline reads right; check runs them through
+    the runner's still-image pipeline and wants a quarter of them right."""
+    import shutil
+    import subprocess
+    import sys
+
+    _, bundle_dir = landmark_run
+    metadata = json.loads((bundle_dir / "metadata.json").read_text())
+    frames = [e for e in metadata["extra_files"] if e.get("role") == "sample-frame"]
+    assert sorted(e["label"] for e in frames) == sorted(metadata["labels"] * 2)
+    assert all((bundle_dir / e["file"]).stat().st_size < 60_000 for e in frames)
+
+    def check(bundle):
+        return subprocess.run([sys.executable, "-m", "device", "check", "--bundle", str(bundle)],
+                              capture_output=True, text=True, timeout=600)
+
+    good = check(bundle_dir)
+    assert good.returncode == 0, good.stdout + good.stderr
+    blind = tmp_path / "blind"
+    shutil.copytree(bundle_dir, blind)
+    metadata["pipeline"]["thresholds"].update(min_presence=0.999, min_scan_presence=0.999)
+    (blind / "metadata.json").write_text(json.dumps(metadata))
+    refused = check(blind)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert "0 of 6" in refused.stderr and "show their own class" in refused.stderr

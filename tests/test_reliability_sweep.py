@@ -114,7 +114,8 @@ def test_a_boolean_bundle_format_is_not_format_1(tmp_path):
 
 
 def test_a_hand_tracker_refuses_thresholds_of_the_wrong_type():
-    from device.hands.tracker import DEFAULT_THRESHOLDS, threshold_problem
+    from device.hands.tracker import DEFAULT_THRESHOLDS
+    from device.hands.validate import threshold_problem
 
     assert all(threshold_problem(k, v) == "" for k, v in DEFAULT_THRESHOLDS.items())
     assert threshold_problem("fallback_angles", [0, "x"]) == "every element must be a number"

@@ -113,14 +113,15 @@ def empty(count: int) -> PhotoLandmarks:
 
 
 def tracker_fingerprint(model_paths: dict[str, Path], settings: dict) -> str:
-    """Hash of the tracker's code (``device/hands/*.py`` but the features), the model files and
+    """Hash of the tracker's code (``device/hands/*.py`` but the features and the threshold
+    validation), the model files and
     the settings: the landmarks a photo gets depend on exactly these."""
     from device.bundle import sha256_of
 
     digest = hashlib.sha256()
     hands = REPO / "device" / "hands"
     for path in sorted(hands.glob("*.py")):
-        if path.name != "features.py":
+        if path.name not in ("features.py", "validate.py"):  # neither changes a landmark
             digest.update(path.name.encode())
             digest.update(path.read_bytes())
     for stage, path in sorted(model_paths.items()):

@@ -92,45 +92,6 @@ DEFAULT_THRESHOLDS = {
 }
 
 
-#: Ranges of the thresholds a bundle may set (lists: per element). Scores and fractions of a
-#: region live in [0, 1]; lists are short (each element is a model run per frame or photo).
-THRESHOLD_RANGES = {
-    "min_palm_score": (0.0, 1.0), "nms_iou": (0.0, 1.0), "min_presence": (0.0, 1.0),
-    "max_palm_tries": (1, 10), "fallback_pads": (0.5, 4.0), "fallback_angles": (-360.0, 360.0),
-    "refine": (0, 5), "scan_sides": (0.05, 1.0), "min_scan_presence": (0.0, 1.0),
-    "scan_angles": (-360.0, 360.0), "palm_tiles": (0.05, 1.0), "hand_view_below": (0.0, 1.0),
-    "hand_view_scale": (0.5, 4.0),
-}
-MAX_THRESHOLD_LIST = 16
-
-
-def threshold_problem(name: str, value) -> str:
-    """What is wrong with a bundle's ``thresholds[name] = value`` ("" when nothing): the type
-    of its default and the range above. A bundle is data from elsewhere: a string where a
-    number belongs would otherwise crash the runner on its first hand."""
-    default = DEFAULT_THRESHOLDS[name]
-    low, high = THRESHOLD_RANGES.get(name, (None, None))
-
-    def number_problem(item) -> str:
-        whole = isinstance(default, int)  # max_palm_tries, refine (bools are handled below)
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or item != item:
-            return "must be a number"
-        if whole and not isinstance(item, int):
-            return "must be a whole number"
-        if low is not None and not low <= item <= high:
-            return f"must be from {low} to {high}"
-        return ""
-
-    if isinstance(default, bool):
-        return "" if isinstance(value, bool) else "must be true or false"
-    if isinstance(default, list):
-        if not isinstance(value, list) or len(value) > MAX_THRESHOLD_LIST:
-            return f"must be a list of at most {MAX_THRESHOLD_LIST} numbers"
-        return next((f"every element {problem}" for problem in map(number_problem, value)
-                     if problem), "")
-    return number_problem(value)
-
-
 @dataclass
 class Hand:
     """One hand, everything in the frame's pixels.
@@ -173,10 +134,6 @@ class HandTracker:
         unknown = set(thresholds or {}) - set(DEFAULT_THRESHOLDS)
         if unknown:
             raise ValueError(f"unknown hand thresholds {sorted(unknown)}")
-        for name, value in (thresholds or {}).items():
-            if threshold_problem(name, value):
-                raise ValueError(f"hand threshold {name} {value!r}: "
-                                 f"{threshold_problem(name, value)}")
         self.thresholds = {**DEFAULT_THRESHOLDS, **(thresholds or {})}
         self.reset()
 

@@ -157,7 +157,11 @@ def sample_frames(bundle, count: int = FRAMES) -> list[tuple[np.ndarray, str]]:
         images, y = archive["x"], archive["y"]
     rng = np.random.default_rng(0)
     picks = [(i * 7919) % len(images) for i in range(min(count, len(images)))]
-    frames = [(sample_frame(images[i], rng, bundle.preprocessing), bundle.labels[int(y[i])])
+    labels = bundle.labels
+    # A class index past the label list (labels shorter than the outputs) is named by its
+    # index: the model row then fails on the mismatch itself, with its own message.
+    frames = [(sample_frame(images[i], rng, bundle.preprocessing),
+               labels[int(y[i])] if int(y[i]) < len(labels) else f"#{int(y[i])}")
               for i in picks]
     return frames + blank_frames()
 
@@ -189,10 +193,10 @@ def blank_frames() -> list[tuple[np.ndarray, str]]:
             (np.full((*FRAME, 3), 255, np.uint8), NOTHING)]
 
 
-#: At least this fraction of the samples' camera-like frames must show their own class, as a
-#: user would see it (not nothing, not unsure): the samples' pre-fitted inputs cannot see a
-#: camera step, a confidence threshold or a label list that turns every answer wrong.
-#: The quick test models show 10-12 of 12; a quarter leaves room for a weak but honest model.
+#: At least this fraction of the samples' camera-like frames must show their own class (or,
+#: when "unsure", guess it): the samples' pre-fitted inputs never meet the camera step, which
+#: can turn every answer wrong. The quick test models show 10-12 of 12; a weak but honest model
+#: (3 epochs on the 8x8 digits, 70 % on the samples) is unsure of all 12 and guesses 8 right.
 MIN_FRAME_ACCURACY = 0.25
 
 
@@ -208,7 +212,7 @@ def frame_problem(bundle_dir: Path, key: str, threads: int,
         vocabulary = set(classify.labels) | {NOTHING, UNSURE}
         right, subjects = 0, 0
         for index, (frame, expected) in enumerate(frames):
-            label = classify(frame)
+            label, guess = classify(frame)
             if label not in vocabulary:
                 return f"frame {index} gave label {label!r}, which is not in the bundle"
             if expected == NOTHING and label != NOTHING:
@@ -216,7 +220,7 @@ def frame_problem(bundle_dir: Path, key: str, threads: int,
                 return f"a {kind} frame was classified as {label!r} instead of nothing"
             if expected != NOTHING:
                 subjects += 1
-                right += label == expected
+                right += label == expected or (label == UNSURE and guess == expected)
         if subjects and right < MIN_FRAME_ACCURACY * subjects:
             return (f"only {right} of {subjects} camera-like frames of the samples show their "
                     "own class through the runner (the camera step, min_confidence or labels "
@@ -229,14 +233,15 @@ def frame_problem(bundle_dir: Path, key: str, threads: int,
 
 
 def frame_classifier(bundle_dir: Path, key: str, threads: int, still: bool = False):
-    """frame -> label through the runner's own frame path (:class:`FramePipeline`); ``still``
+    """frame -> (label, unsure's guess) through the runner's own frame path (:class:`FramePipeline`); ``still``
     as the runner reads an image folder (the hand sample frames are photos)."""
     from device.pipeline import FramePipeline
 
     pipeline = FramePipeline(bundle_dir, model=key, threads=threads, roi="auto", still=still)
 
-    def classify(frame: np.ndarray) -> str:
-        return pipeline(frame).label
+    def classify(frame: np.ndarray) -> tuple[str, str | None]:
+        result = pipeline(frame)
+        return result.label, result.guess
 
     classify.labels = pipeline.labels
     return classify

@@ -71,15 +71,6 @@ def test_gate_refuses_preprocessing_that_disagrees_with_the_model_input(digits, 
     assert_one_error_line(result, "model input is 28x28x1", "give 32x32x1")
 
 
-def test_gate_runs_the_samples_as_camera_frames_and_wants_their_class(digits, tmp_path):
-    """Sweep finding: a bundle whose every camera answer is "unsure" (min_confidence 0.9999)
-    passed, since the samples' pre-fitted inputs never meet the threshold or the camera step.
-    The gate now wants a quarter of its camera-like frames to show their class."""
-    result = check(copy_bundle(digits, tmp_path / "b",
-                               lambda m: m["pipeline"].update(min_confidence=0.9999)))
-    assert_one_error_line(result, "camera-like frames of the samples show their own class")
-
-
 def test_gate_compares_a_quantised_model_with_the_float_model(digits, tmp_path):
     """A broken int8 model whose metadata records its own (bad) sample accuracy matched itself
     and passed. Now it is compared with the bundle's float model."""

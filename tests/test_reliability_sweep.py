@@ -122,6 +122,34 @@ def test_a_hand_tracker_refuses_thresholds_of_the_wrong_type():
     assert threshold_problem("max_palm_tries", 1.5) == "must be a whole number"
 
 
+@pytest.mark.parametrize("answers,fails", [
+    ([("unsure", "7")] * 4, False),          # a weak model: unsure, but its guesses are right
+    ([("7", None)] * 3 + [("3", None)], False),
+    ([("unsure", "1")] * 4, True),           # every guess wrong: the camera step misfits
+    ([("nothing", None)] * 4, True),         # a subject never seen (thresholds hide it)
+])
+def test_the_frame_gate_wants_a_quarter_of_the_subjects_shown_or_guessed(monkeypatch, answers,
+                                                                         fails):
+    """Sweep finding: hand bundles met blank frames only in the gate, so thresholds that hide
+    every hand passed. Subject frames must now show (or, unsure, guess) their class."""
+    import device.check as check
+
+    frames = [(np.full((4, 4, 3), 128, np.uint8), "7")] * 4 + check.blank_frames()
+    replies = iter(answers + [("nothing", None)] * 2)
+
+    def fake_classifier(bundle_dir, key, threads, still=False):
+        def classify(frame):
+            return next(replies)
+        classify.labels = [str(i) for i in range(10)]
+        return classify
+
+    monkeypatch.setattr(check, "frame_classifier", fake_classifier)
+    problem = check.frame_problem(Path("b"), "tflite-int8", 1, frames)
+    assert (problem is not None) == fails, problem
+    if fails:
+        assert "show their own class" in problem
+
+
 # --- F2, F3, F9: deploy's --keep and --dir ---------------------------------------------------
 
 def test_a_count_the_target_shell_cannot_read_prunes_nothing(tmp_path):

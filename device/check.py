@@ -223,8 +223,8 @@ def frame_problem(bundle_dir: Path, key: str, threads: int,
                 right += label == expected or (label == UNSURE and guess == expected)
         if subjects and right < MIN_FRAME_ACCURACY * subjects:
             return (f"only {right} of {subjects} camera-like frames of the samples show their "
-                    "own class through the runner (the camera step, min_confidence or labels "
-                    "do not fit the model)")
+                    "own class through the runner (the camera step, the hand thresholds or the "
+                    "labels do not fit the model)")
     except UserError as exc:
         return f"frames: {exc}"
     except Exception as exc:  # noqa: BLE001 - what would crash the runner fails the check
@@ -233,8 +233,9 @@ def frame_problem(bundle_dir: Path, key: str, threads: int,
 
 
 def frame_classifier(bundle_dir: Path, key: str, threads: int, still: bool = False):
-    """frame -> (label, unsure's guess) through the runner's own frame path (:class:`FramePipeline`); ``still``
-    as the runner reads an image folder (the hand sample frames are photos)."""
+    """frame -> (label, unsure's guess) through the runner's own frame path
+    (:class:`FramePipeline`); ``still`` as the runner reads an image folder (the hand sample
+    frames are photos)."""
     from device.pipeline import FramePipeline
 
     pipeline = FramePipeline(bundle_dir, model=key, threads=threads, roi="auto", still=still)

@@ -15,7 +15,7 @@ THRESHOLD_RANGES = {
     "max_palm_tries": (1, 10), "fallback_pads": (0.5, 4.0), "fallback_angles": (-360.0, 360.0),
     "refine": (0, 5), "scan_sides": (0.05, 1.0), "min_scan_presence": (0.0, 1.0),
     "scan_angles": (-360.0, 360.0), "palm_tiles": (0.05, 1.0), "hand_view_below": (0.0, 1.0),
-    "hand_view_scale": (0.5, 4.0),
+    "hand_view_scale": (0.5, 4.0), "scan_refine": (0, 16),
 }
 MAX_THRESHOLD_LIST = 16
 

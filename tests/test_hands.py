@@ -213,6 +213,20 @@ def test_tracking_keeps_the_hand_across_a_real_clip_with_few_detections(data_dir
     assert tracked >= 40
 
 
+def hand_in_box(frame, box, thresholds: dict, still: bool) -> bool:
+    """A fresh tracker with ``thresholds`` over ``frame`` (once still, 20 times as video) finds
+    a hand whose landmarks' centre lies inside ``box`` (x, y, w, h): the photo it was put in."""
+    from device.hands.tracker import HandTracker
+    tracker = HandTracker(hand_model_path("palm"), hand_model_path("landmark"), still=still,
+                          thresholds=thresholds)
+    for _ in range(1 if still else 20):
+        hand, _ = tracker.process(frame)
+    if hand is None:
+        return False
+    (cx, cy), (x, y, w, h) = hand.landmarks[:, :2].mean(axis=0), box
+    return bool(x <= cx <= x + w and y <= cy <= y + h)
+
+
 @pytest.mark.slow
 @needs_models
 def test_the_scan_turned_and_refined_finds_hands_an_upright_scan_misses(data_dir):
@@ -221,26 +235,17 @@ def test_the_scan_turned_and_refined_finds_hands_an_upright_scan_misses(data_dir
     from their own landmarks, find more hands inside the photo than upright windows taken as
     they are (measured: 25 against 19 of 30), at the stricter min_scan_presence."""
     from device.footage import hand_photo_in_scene
-    from device.hands.tracker import DEFAULT_THRESHOLDS, HandTracker
+    from device.hands.tracker import DEFAULT_THRESHOLDS
     photos = sorted((data_dir / "handsigns" / "testing").glob("*/*.jpg"))[4::9]
     scan_only = {"palm_tiles": [], "min_palm_score": 1.0, "fallback_pads": [],
                  "hand_view_below": 0.0}
     upright = {**scan_only, "scan_refine": 0, "scan_angles": [0], "min_scan_presence": 0.6}
     assert DEFAULT_THRESHOLDS["scan_refine"] > 0 and 90 in DEFAULT_THRESHOLDS["scan_angles"]
 
-    def found(frame, box, thresholds):
-        tracker = HandTracker(hand_model_path("palm"), hand_model_path("landmark"), still=True,
-                              thresholds=thresholds)
-        hand, _ = tracker.process(frame)
-        if hand is None:
-            return False
-        (cx, cy), (x, y, w, h) = hand.landmarks[:, :2].mean(axis=0), box
-        return bool(x <= cx <= x + w and y <= cy <= y + h)
-
     scenes = [hand_photo_in_scene(cv2.imread(str(path)), np.random.default_rng(6), kind="wall",
                                   height_range=(0.4, 0.4)) for path in photos]
-    before = sum(found(frame, box, upright) for frame, box in scenes)
-    after = sum(found(frame, box, scan_only) for frame, box in scenes)
+    before = sum(hand_in_box(frame, box, upright, still=True) for frame, box in scenes)
+    after = sum(hand_in_box(frame, box, scan_only, still=True) for frame, box in scenes)
     assert after >= before + 3, (before, after)
 
 
@@ -333,22 +338,12 @@ def test_palm_tiles_find_small_hands_anywhere_in_a_scene(data_dir):
     frame). Measured on these 30 test photos: 7 more found, still and video; the hand's centre
     must be inside the photo. The scan is off here, so the tiles alone are measured."""
     from device.footage import hand_photo_in_scene
-    from device.hands.tracker import HandTracker
     photos = sorted((data_dir / "handsigns" / "testing").glob("*/*.jpg"))[::9]
-
-    def found(frame, box, thresholds, still):
-        tracker = HandTracker(hand_model_path("palm"), hand_model_path("landmark"), still=still,
-                              thresholds={"scan_sides": [], **thresholds})
-        for _ in range(1 if still else 20):
-            hand, _ = tracker.process(frame)
-        if hand is None:
-            return False
-        (cx, cy), (x, y, w, h) = hand.landmarks[:, :2].mean(axis=0), box
-        return bool(x <= cx <= x + w and y <= cy <= y + h)
 
     scenes = [hand_photo_in_scene(cv2.imread(str(path)), np.random.default_rng(4), kind="wall",
                                   height_range=(0.3, 0.3)) for path in photos]
     for still in (True, False):
-        whole = sum(found(frame, box, {"palm_tiles": []}, still) for frame, box in scenes)
-        tiled = sum(found(frame, box, {}, still) for frame, box in scenes)
+        whole = sum(hand_in_box(frame, box, {"scan_sides": [], "palm_tiles": []}, still)
+                    for frame, box in scenes)
+        tiled = sum(hand_in_box(frame, box, {"scan_sides": []}, still) for frame, box in scenes)
         assert tiled >= whole + 5, (still, whole, tiled)

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.atomic import write_json
+from device.atomic import make_temp_dir, write_json
 from device.backends import load_classifier
 from device.bundle import BUNDLE_FORMAT, open_bundle, sha256_of
 from device.errors import UserError
@@ -361,7 +361,7 @@ def export_hands(trained, formats: list[str] | None = None, data_dir: str | None
                                        calibration_seed)
 
     bundle = trained.folder / "bundle"
-    staging = Path(tempfile.mkdtemp(prefix=".bundle-staging-", dir=trained.folder))
+    staging = make_temp_dir(trained.folder, ".bundle-staging-")  # 0755 once in place, not 0700
     workdir = Path(tempfile.mkdtemp(prefix=".export-work-", dir=trained.folder))
     try:
         from export.exporter import publish, run_step

@@ -149,6 +149,10 @@ def test_the_bundle_carries_the_hand_pipeline_and_its_licence(landmark_run):
         hand_models.FILES["palm_detection_full.tflite"][1]
     assert all(m["verdict"]["ok"] for m in bundle.metadata["models"]), bundle.metadata["models"]
     assert bundle.stage_variant("palm", "onnx-fp32")[1].suffix == ".onnx"
+    # Staged in a temp folder and renamed into place: with the umask's mode, not mkdtemp's 0700
+    # (a service account running the device could not read a hand bundle before).
+    from device.atomic import current_umask
+    assert bundle_dir.stat().st_mode & 0o777 == 0o777 & ~current_umask()
 
 
 @pytest.mark.slow

@@ -93,7 +93,7 @@ def test_smoothing_reports_a_stable_label(digits_setup, tmp_path):
 #: which the palm detector rarely finds; issue 13's target for camera-like footage is 0.93.
 #: Measured with the landmark bundle: see the value printed. A regression guard below it.
 FOOTAGE_FLOOR = {"handsigns": 0.65}
-ANYWHERE_FLOOR = 0.5
+ANYWHERE_FLOOR = 0.7
 
 
 @pytest.mark.parametrize("task", ["fruits", "handsigns"])
@@ -129,7 +129,8 @@ def test_photos_scaled_into_larger_frames(task, quick_artifacts, data_dir, tmp_p
         assert as_is >= expected - 0.12
         # The issue's camera-like footage: each photo 1/4 to 3/4 of the frame tall, anywhere in
         # a 640x480 scene (device.footage.hand_photo_in_scene), as stills. Target 0.93; the
-        # floor guards what is built (measured 0.66 on 68 other test photos, quick model).
+        # floor guards what is built (quick model, these 45 photos: 0.844 with the scan turned
+        # and refined; 0.66-0.69 before, with upright windows taken as they are).
         scenes = [hand_photo_in_scene(photo, rng)[0] for photo in photos]
         anywhere = accuracy(run_headless(bundle, write_folder(
             scenes, tmp_path / "anywhere", [f"{i:03d}.jpg" for i in range(len(y))])),

@@ -193,7 +193,8 @@ class HandTracker:
         return self._from_palms(rgb, self._detect(rgb, [tiles[self.tile_index]], whole=False))
 
     def _scan_one(self, rgb: np.ndarray) -> LandmarkResult | None:
-        """Video: the next scan window in turn (one landmark run per frame without a palm)."""
+        """Video: the next scan window in turn, one a frame without a palm (and, with
+        ``scan_refine``, once more on its own landmarks' crop when it is not hand enough)."""
         windows = scan_windows(self._search, self.thresholds["scan_sides"],
                                self.thresholds["scan_angles"])
         if not windows:
@@ -201,8 +202,7 @@ class HandTracker:
         self.scan_index = (self.scan_index + 1) % len(windows)
         result = self._landmarks(rgb, windows[self.scan_index])
         if self.thresholds["scan_refine"] and result.presence < self.thresholds["min_scan_presence"]:
-            result = max(result, self._landmarks(rgb, landmarks_rect(result.landmarks)),
-                         key=lambda r: r.presence)  # as _scan_all: the window's own guess
+            result = max(result, self._recrop(rgb, result), key=lambda r: r.presence)
         return self._best_scan([result])
 
     # --- still images ----------------------------------------------------------------------
@@ -222,7 +222,7 @@ class HandTracker:
     def _refined(self, rgb: np.ndarray, result: LandmarkResult) -> LandmarkResult:
         """``result`` re-cropped from its own landmarks (``refine`` times, while accepted)."""
         for _ in range(int(self.thresholds["refine"])):
-            again = self._landmarks(rgb, landmarks_rect(result.landmarks))
+            again = self._recrop(rgb, result)
             if self._accept(again):
                 result = again
         return result
@@ -250,7 +250,7 @@ class HandTracker:
         accepted += [r for r in self._hand_views(rgb, accepted[0]) if self._accept(r)]
         views, chosen = [], None
         for result in accepted:
-            again = self._landmarks(rgb, landmarks_rect(result.landmarks))
+            again = self._recrop(rgb, result)
             refined = self._accept(again)
             views += [result, again] if refined else [result]
             chosen = chosen or (again if refined else result)
@@ -289,7 +289,7 @@ class HandTracker:
         scanned = [self._landmarks(rgb, rect) for rect in scan_windows(
             self._search, self.thresholds["scan_sides"], self.thresholds["scan_angles"])]
         hopeful = sorted(scanned, key=lambda r: -r.presence)[:int(self.thresholds["scan_refine"])]
-        scanned += [self._landmarks(rgb, landmarks_rect(r.landmarks)) for r in hopeful]
+        scanned += [self._recrop(rgb, r) for r in hopeful]
         return self._best_scan(scanned)
 
     def _padded_views(self, rgb: np.ndarray, region: tuple | None = None
@@ -369,6 +369,11 @@ class HandTracker:
         result = self.landmark.run(rgb, rect)
         self._info["landmark_ms"] += (time.perf_counter() - start) * 1000
         return result
+
+    def _recrop(self, rgb: np.ndarray, result: LandmarkResult) -> LandmarkResult:
+        """The landmark model again, on the crop ``result``'s own landmarks give (as tracking
+        crops the next frame): centred and upright the way the model wants its hand."""
+        return self._landmarks(rgb, landmarks_rect(result.landmarks))
 
     def _accept(self, result: LandmarkResult) -> bool:
         """Present enough, and (with an ROI) its centre inside the search region."""

@@ -4,6 +4,12 @@ Python's default SIGTERM action ends the process on the spot: no ``finally``, no
 ``systemctl stop`` or a CI timeout leaves temporary folders forever. Inside
 :func:`terminate_as_interrupt` a SIGTERM raises :class:`KeyboardInterrupt` in the main thread
 instead, and the command's usual Ctrl-C path (one line, exit 130) takes over.
+
+A KeyboardInterrupt raised in the middle of library code does not always come out as one:
+TensorFlow, tracing a graph when the signal lands, can turn it into an error of its own while it
+unwinds (measured: a SIGTERM during a SavedModel export left a two-part traceback and exit 1). So
+the block remembers that a signal came, and any exception that leaves it afterwards is reported as
+the KeyboardInterrupt it stands for.
 """
 
 from __future__ import annotations
@@ -14,18 +20,31 @@ import threading
 from collections.abc import Iterator
 
 
-def _raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
-    raise KeyboardInterrupt
-
-
 @contextlib.contextmanager
 def terminate_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises KeyboardInterrupt (main thread only; a no-op elsewhere)."""
+    """Within the block, SIGTERM and Ctrl-C raise KeyboardInterrupt, and any exception that
+    leaves the block after one of them is raised as KeyboardInterrupt (main thread only; a no-op
+    elsewhere). A SIGINT that the process ignores (a shell's background job) stays ignored."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    received = threading.Event()
+
+    def raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
+        received.set()
+        raise KeyboardInterrupt
+
+    previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupt)}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupt)
     try:
         yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:
+        if received.is_set():
+            raise KeyboardInterrupt from exc
+        raise
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

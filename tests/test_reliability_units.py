@@ -77,6 +77,29 @@ def test_stale_staging_of_a_dead_process_is_swept_and_a_live_one_kept(tmp_path):
     assert mine.is_dir()
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_that_library_code_turns_into_another_error_is_still_an_interrupt(signum):
+    """CI stop 24: a SIGTERM while TensorFlow traced a SavedModel came out as TensorFlow's own
+    error, not KeyboardInterrupt, so export printed a traceback and exited 1."""
+    from device.interrupts import terminate_as_interrupt
+
+    def library_call_that_swallows_the_interrupt():
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(1)
+        except KeyboardInterrupt:
+            raise RuntimeError("graph building failed") from None
+
+    with pytest.raises(KeyboardInterrupt):
+        with terminate_as_interrupt():
+            library_call_that_swallows_the_interrupt()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(RuntimeError):  # without a signal, an error stays itself
+        with terminate_as_interrupt():
+            raise RuntimeError("a real failure")
+
+
 # --- 6. options range-checked at parse time ----------------------------------------------------
 
 @pytest.mark.parametrize("flag,value", [("--threshold", "2"), ("--threshold", "-1"),

@@ -9,13 +9,18 @@ A KeyboardInterrupt raised in the middle of library code does not always come ou
 TensorFlow, tracing a graph when the signal lands, can turn it into an error of its own while it
 unwinds (measured: a SIGTERM during a SavedModel export left a two-part traceback and exit 1). So
 the block remembers that a signal came, and any exception that leaves it afterwards is reported as
-the KeyboardInterrupt it stands for.
+the KeyboardInterrupt it stands for. And where the signal lands in a destructor (measured:
+TensorFlow's ``ConcreteFunctionGarbageCollector.__del__``), Python prints "Exception ignored"
+with a traceback and carries on, so the export would finish as if nothing had been asked: there
+the signal is delivered again a moment later, without the printout.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -29,14 +34,24 @@ def terminate_as_interrupt() -> Iterator[None]:
         yield
         return
     received = threading.Event()
+    previous_hook = sys.unraisablehook
+    timers: list[threading.Timer] = []
 
     def raise_interrupt(signum, frame):  # noqa: ARG001 - signal handler signature
         received.set()
         raise KeyboardInterrupt
 
+    def redeliver_swallowed(unraisable):
+        if received.is_set() and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            timers.append(threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGTERM)))
+            timers[-1].start()
+            return
+        previous_hook(unraisable)
+
     previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, raise_interrupt)}
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupt)
+    sys.unraisablehook = redeliver_swallowed
     try:
         yield
     except KeyboardInterrupt:
@@ -46,5 +61,8 @@ def terminate_as_interrupt() -> Iterator[None]:
             raise KeyboardInterrupt from exc
         raise
     finally:
+        sys.unraisablehook = previous_hook
+        for timer in timers:
+            timer.cancel()
         for signum, handler in previous.items():
             signal.signal(signum, handler)

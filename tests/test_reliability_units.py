@@ -105,6 +105,25 @@ def test_a_signal_that_library_code_turns_into_another_error_is_still_an_interru
             raise RuntimeError("a real failure")
 
 
+def test_a_signal_that_lands_in_a_destructor_is_delivered_again():
+    """A signal handled inside ``__del__`` (TensorFlow's garbage collector of concrete
+    functions, measured) is printed as "Exception ignored" and dropped by Python: the export
+    then finished as if never interrupted. It must come again and stop the block, silently."""
+    from device.interrupts import terminate_as_interrupt
+
+    class Collected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.2)  # the handler runs here, inside the destructor
+
+    with pytest.raises(KeyboardInterrupt):
+        with terminate_as_interrupt():
+            Collected()
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+
+
 # --- 6. options range-checked at parse time ----------------------------------------------------
 
 @pytest.mark.parametrize("flag,value", [("--threshold", "2"), ("--threshold", "-1"),

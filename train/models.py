@@ -139,7 +139,8 @@ def augmentation(task: str, seed: int) -> keras.Sequential:
     elif task == "fruits":
         # The device's locator (device/locate.py) frames the fruit with a margin of whatever it
         # lies on: zoom out to 35 %, shift a little, fill with the studio white, then put a
-        # procedural surface (and shadow) where the white is (train/scene.py).
+        # procedural surface (and shadow) where the white is, under a dim or tinted lamp
+        # (train/scene.py).
         from train.scene import SceneBackground
 
         white = {"fill_mode": "constant", "fill_value": 1.0}
@@ -147,7 +148,7 @@ def augmentation(task: str, seed: int) -> keras.Sequential:
                  layers.RandomRotation(0.1, **white, seed=seed + 1),
                  layers.RandomZoom((-0.1, 0.35), **white, seed=seed + 2),
                  layers.RandomTranslation(0.06, 0.06, **white, seed=seed + 5),
-                 SceneBackground(keep_white=0.2, shadow=0.5, seed=seed + 6),
+                 SceneBackground(keep_white=0.2, shadow=0.5, light=True, seed=seed + 6),
                  layers.RandomBrightness(0.15, value_range=(0.0, 1.0), seed=seed + 3),
                  layers.RandomContrast(0.2, seed=seed + 4)]
     elif task == "images":

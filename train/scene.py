@@ -4,8 +4,9 @@ Fruits-360 photos show each fruit on pure white. On the device the locator (devi
 cuts a square around the fruit wherever it lies, so the model sees the fruit with a margin of
 table, wall or cloth around it, lit by a lamp, sometimes with its shadow. This layer shows the
 model that during training: the white is replaced by a random surface (a plain colour with a
-gradient, wood-like grain, mottled plaster, a fine weave), sometimes with a soft cast shadow.
-The subject's pixels are never altered here: it stays the real photo.
+gradient, wood-like grain, mottled plaster, a fine weave), sometimes with a soft cast shadow,
+and a room lamp's exposure and colour cast over subject and surface alike. The subject's shape
+and texture are never altered here: it stays the real photo.
 
 It runs inside the Keras augmentation model (tf.data on a CPU, in the model on a GPU), after
 the geometric layers (whose reflect/constant fill keeps the studio white white) and before the
@@ -26,20 +27,22 @@ class SceneBackground(layers.Layer):
 
     ``keep_white``: the fraction of images left on white (the photos as they are).
     ``shadow``: the fraction that get a soft shadow of the subject cast on the surface.
+    ``light``: the images put on a surface are also lit by a random lamp (:func:`lamp_gains`).
     Inputs are float images in [0, 1], NHWC, 3 channels.
     """
 
-    def __init__(self, keep_white: float = 0.2, shadow: float = 0.5, seed: int | None = None,
-                 **kwargs):
+    def __init__(self, keep_white: float = 0.2, shadow: float = 0.5, light: bool = False,
+                 seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
         self.keep_white = keep_white
         self.shadow = shadow
+        self.light = light
         self.seed = seed
         self.generator = keras.random.SeedGenerator(seed)
 
     def get_config(self):
         return {**super().get_config(), "keep_white": self.keep_white, "shadow": self.shadow,
-                "seed": self.seed}
+                "light": self.light, "seed": self.seed}
 
     def uniform(self, shape, low=0.0, high=1.0):
         return keras.random.uniform(shape, low, high, seed=self.generator)
@@ -106,7 +109,33 @@ class SceneBackground(layers.Layer):
         scene = scene * self.cast_shadow(1.0 - mask, batch, height, width)
         replace = ops.cast(self.uniform((batch, 1, 1, 1)) >= self.keep_white, "float32")
         mask = mask * replace
-        return images * (1.0 - mask) + scene * mask
+        composed = images * (1.0 - mask) + scene * mask
+        if not self.light:
+            return composed
+        # A subject on a surface is lit by the room's lamp, subject and surface alike; a studio
+        # photo (kept on white) stays as the studio lit it.
+        gains = lamp_gains(self.uniform, batch)
+        lit = ops.clip(composed * gains, 0.0, 1.0)
+        return replace * lit + (1.0 - replace) * composed
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+
+#: A room lamp as a camera records it: the exposure (all channels) and the colour cast (red and
+#: blue each against green) it leaves after the camera's auto white balance.
+LAMP_EXPOSURE = (0.65, 1.1)
+LAMP_CAST = (0.9, 1.1)
+
+
+def lamp_gains(uniform, batch):
+    """Per-image channel gains (N, 1, 1, 3) of a dim or bright, warm or cool lamp.
+
+    Studio photos are evenly lit and white-balanced; a webcam on a desk sees the subject under
+    a dim or warm bulb, or cool daylight, and its auto white balance is rarely exact. Measured
+    on the fruits footage before this: most of the fruits the locator framed well but the model
+    misread were under a dim or tinted light (an orange read as a peach, a golden apple as a
+    papaya). ``uniform(shape, low, high)`` draws the random numbers (the layer's generator)."""
+    exposure = uniform((batch, 1, 1, 1), *LAMP_EXPOSURE)
+    red, blue = uniform((batch, 1, 1, 1), *LAMP_CAST), uniform((batch, 1, 1, 1), *LAMP_CAST)
+    return exposure * ops.concatenate([red, ops.ones_like(red), blue], axis=-1)

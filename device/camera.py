@@ -105,8 +105,11 @@ def flatten_light(gray: np.ndarray) -> np.ndarray:
     half = cv2.resize(background, (max(1, width // 2), max(1, height // 2)),
                       interpolation=cv2.INTER_AREA)
     half = cv2.GaussianBlur(half, (0, 0), kernel / 4)
-    background = cv2.resize(half, (width, height), interpolation=cv2.INTER_LINEAR)
-    background = background.astype(np.float32)
+    blurred = cv2.resize(half, (width, height), interpolation=cv2.INTER_LINEAR)
+    # The blur spills the lit side of a shadow edge into the shade, where the paper would then
+    # look darker than its estimate: a band of false ink in which ruled lines pass for pen
+    # strokes. The closing is never below the paper, so the lower of the two is the estimate.
+    background = np.minimum(blurred, background).astype(np.float32)
     ratio = gray.astype(np.float32) / np.maximum(background, 1.0)
     return np.clip(1.0 - ratio, 0.0, 1.0)
 

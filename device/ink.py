@@ -118,9 +118,10 @@ def pen_mask(inkness: np.ndarray) -> np.ndarray:
     high = ink_threshold(inkness)
     strong = (inkness > high).astype(np.uint8)
     weak = (inkness > max(MIN_INK_LOW, high * MIN_INK_LOW / MIN_INK)).astype(np.uint8)
-    printing = printed_lines(inkness) & (inkness < PEN_OVER_PRINT)
-    strong[printing] = 0
-    weak[printing] = 0
+    # Printing never seeds a stroke, but a stroke may grow across it: a fine pen that crosses a
+    # ruled line is no darker than the line there, and cutting it at every crossing leaves a
+    # digit in pieces (a 6 read as its stem) and a margin line as dashes (read as a 1).
+    strong[printed_lines(inkness) & (inkness < PEN_OVER_PRINT)] = 0
     step = np.ones((3, 3), np.uint8)
     for _ in range(2):
         strong = cv2.dilate(strong, step) & weak | strong

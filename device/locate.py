@@ -114,10 +114,13 @@ def background_model(lab: np.ndarray, ring: int) -> tuple[np.ndarray, np.ndarray
 
 #: The difference left to a pixel whose colour the border also shows.
 SEEN_COLOUR = 0.3
-#: CIELAB (8-bit) bins for "a colour the border has": L in 16 levels, a and b in 8 (as bit shifts).
-BIN_SHIFTS = np.array([4, 3, 3], np.int32)
+#: CIELAB (8-bit) bins for "a colour the border has": 8 levels of L, a and b each (as bit
+#: shifts); with the neighbouring bins a colour is "seen" within 8-16 levels. Bins of 16 in L
+#: (16-32 levels with neighbours) let a dark red apple pass for the dark grain of a brown table:
+#: fruits anywhere 0.89 -> 0.91, photos in a busy scene 0.98 -> 0.985, empty scenes still 0 %.
+BIN_SHIFTS = np.array([3, 3, 3], np.int32)
 #: The bin table's shape, padded by one bin on every side so a bin's neighbours never fall off it.
-BIN_TABLE = (256 // 16 + 2, 256 // 8 + 2, 256 // 8 + 2)
+BIN_TABLE = (256 // 8 + 2, 256 // 8 + 2, 256 // 8 + 2)
 #: Flat offsets of a bin's 27 neighbours (itself included) in that table.
 NEIGHBOURS = np.array([dl * BIN_TABLE[1] * BIN_TABLE[2] + da * BIN_TABLE[2] + db
                        for dl in (-1, 0, 1) for da in (-1, 0, 1) for db in (-1, 0, 1)], np.intp)

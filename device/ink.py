@@ -179,10 +179,13 @@ def digit_groups(strokes: np.ndarray) -> tuple[np.ndarray, int]:
 
 def looks_like_paper(region_bgr: np.ndarray) -> bool:
     """Whether the box's typical colour could be paper (light enough, nearly neutral), judged
-    on a 16x16 average of it: cheap, and blind to the ink."""
+    on a 16x16 average of a sparse grid of it (about 64 px on its longer side): blind to the
+    ink, and 0.05 ms where averaging the whole 640x480 box costs 0.3."""
     if region_bgr.ndim == 2:
         return float(np.median(region_bgr)) >= MIN_PAPER_LEVEL
-    tiny = cv2.resize(region_bgr, (16, 16), interpolation=cv2.INTER_AREA).astype(np.float32)
+    step = max(1, max(region_bgr.shape[:2]) // 64)
+    tiny = cv2.resize(region_bgr[::step, ::step], (16, 16),
+                      interpolation=cv2.INTER_AREA).astype(np.float32)
     brightest, darkest = tiny.max(axis=2), tiny.min(axis=2)
     saturation = (brightest - darkest) / np.maximum(brightest, 1.0)
     return (float(np.median(brightest)) >= MIN_PAPER_LEVEL
@@ -197,7 +200,7 @@ def read_digit(region_bgr: np.ndarray, size: int = 28) -> InkReading:
         return InkReading(None)
     # The green channel: black, blue and red pens are all dark in it, the light-blue or grey
     # printing of ruled paper is not (in plain gray a red pen is 25 % lighter).
-    gray = region_bgr if region_bgr.ndim == 2 else np.ascontiguousarray(region_bgr[:, :, 1])
+    gray = region_bgr if region_bgr.ndim == 2 else cv2.extractChannel(region_bgr, 1)
     inkness = flatten_light(shrink_keeping_ink(gray))
     mask = pen_mask(inkness)
     if mask.mean() > MAX_INK_FRACTION:  # "ink" everywhere: no paper in view

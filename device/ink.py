@@ -12,8 +12,10 @@ several digits in view. The steps, each for one of those:
 3. **Ink, not printing** (:func:`pen_mask`): the printed lines of ruled and squared paper
    are light (inkness ~0.1-0.2) and a pen is dark (0.4-0.9), so the threshold never drops below
    :data:`MIN_INK`, and rises with the darkest ink in view; families of long parallel straight
-   lines (:func:`printed_lines`) are removed where they are not pen-dark. A component that runs
-   across the box from edge to edge is a line or a table's grain, never a digit.
+   lines (:func:`printed_lines`) never start a stroke where they are not pen-dark, though a
+   stroke may grow a pixel or two across them (a fine pen crossing a ruled line stays whole).
+   A component that runs across the box from edge to edge is a line or a table's grain, never
+   a digit.
 4. **Digits, not strokes** (:func:`digit_groups`): strokes close together form one digit (a 5
    in two pieces); the digit nearest the centre of the box is read and the others are counted.
 

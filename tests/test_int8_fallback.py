@@ -6,7 +6,8 @@ with one planted flaw that only int8 sees: channel 0 of ``block1_1`` is switched
 gamma and beta 0: exactly 0 for every image) and ``block1_2_conv`` gets a weight 500 times its
 largest on that dead input channel. In float that weight multiplies zero; in int8 its
 per-channel scale rounds every real weight of the layer to zero, and the model collapses to
-10 %. Keeping ``block1_2_conv`` in float is the fix (for onnxruntime with one more layer).
+10 %. Keeping ``block1_2_conv`` in float is the fix (for onnxruntime with one more layer,
+block1_1_conv or block2_1_conv: the pair is the fix there, and on some CPUs neither alone helps).
 """
 
 from __future__ import annotations
@@ -69,8 +70,14 @@ def test_fallback_keeps_the_planted_layer_float_and_passes(fragile, key):
     # layer alone undoes any; re-ranked beside it, a neighbour (block1_1_conv or block2_1_conv)
     # undoes all 300, so two layers in measured runs (the fixture trains afresh each time). A
     # one-off ranking once ran out of the limit in CI; never more than the fallback's own limit.
-    limit = 1 if key == "tflite-int8" else thresholds("digits")["max_layers_kept_float"]
-    assert kept[0] == PLANTED and len(kept) <= limit, kept
+    # On an AVX512-VNNI Intel CPU (2026-11-24) the planted layer alone undid none of the flips
+    # (32-54 on the AMD AVX2 boxes), so the greedy first pick was a tie broken by a ~0.001
+    # error difference (once `dense`), and the planted layer came second or third: the
+    # onnxruntime fix is a pair, whichever order the fallback finds it in.
+    if key == "tflite-int8":
+        assert kept == [PLANTED], kept
+    else:
+        assert PLANTED in kept and len(kept) <= thresholds("digits")["max_layers_kept_float"], kept
     assert key + MIXED_SUFFIX in bundle.models  # the device sees it under its own key
     assert mixed["file"] != entries[key]["file"]
     report = (bundle.root / "report.md").read_text()
@@ -84,10 +91,17 @@ def test_diagnose_ranks_the_planted_layer_first(fragile, key):
 
     result = diagnose("digits", key, fragile, images=32, calibration_dir=fragile / "calibration")
     assert result["flips"] > 0 and result["on"] == "flipped test images"
-    assert result["effect"][0]["layer"] == PLANTED, result["effect"]
-    assert result["effect"][0]["flips_undone"] > 0
-    assert all(row["flips_undone"] < result["effect"][0]["flips_undone"]
-               for row in result["effect"][1:])
+    # Every format: the first layer whose int8 output loses the signal is the planted one.
+    assert result["first_collapse"]["layer"].startswith("block1_2_"), result["first_collapse"]
+    ranked = [row["layer"] for row in result["effect"]]
+    assert PLANTED in ranked
+    if key == "tflite-int8":  # one layer is the whole fix: its effect ranks first, alone
+        assert ranked[0] == PLANTED, result["effect"]
+        assert result["effect"][0]["flips_undone"] > 0
+        assert all(row["flips_undone"] < result["effect"][0]["flips_undone"]
+                   for row in result["effect"][1:])
+    # onnx-int8: the fix is a pair (see the fallback test), so no single layer's effect need
+    # stand out; the collapse above is what points at it.
     assert "effect on the output" in open(result["report"]).read()
 
 

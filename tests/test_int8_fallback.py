@@ -70,7 +70,7 @@ def test_fallback_keeps_the_planted_layer_float_and_passes(fragile, key):
     # layer alone undoes any; re-ranked beside it, a neighbour (block1_1_conv or block2_1_conv)
     # undoes all 300, so two layers in measured runs (the fixture trains afresh each time). A
     # one-off ranking once ran out of the limit in CI; never more than the fallback's own limit.
-    # On an AVX512-VNNI Intel CPU (2026-11-24) the planted layer alone undid none of the flips
+    # On an AVX512-VNNI CPU (AMD EPYC Zen 4, 2026-11-24) the planted layer alone undid no flip
     # (32-54 on the AMD AVX2 boxes), so the greedy first pick was a tie broken by a ~0.001
     # error difference (once `dense`), and the planted layer came second or third: the
     # onnxruntime fix is a pair, whichever order the fallback finds it in.

@@ -212,7 +212,7 @@ def effect_ranking(bundle, key: str, flipped: dict, calibration_dir: Path | None
     flips undone and output error removed on the worst images, largest effect first."""
     import calibration_data
     from device.check import load_samples
-    from export.fallback import QUANTISERS, rank_layers
+    from export.fallback import QUANTISERS, rank_layers, rank_with_partners
     from export.formats._context import ExportContext
 
     spec = {k: v for k, v in bundle.preprocessing.items() if k != "int8_input"}
@@ -232,6 +232,10 @@ def effect_ranking(bundle, key: str, flipped: dict, calibration_dir: Path | None
         quantiser = QUANTISERS[key](context, flipped["model"])
         ranking = rank_layers(quantiser, flipped["format"], flipped["inputs"],
                               flipped["reference"], work / "rank")
+        if ranking and ranking[0]["flips_undone"] <= 0 and len(ranking) > 1:
+            # No layer alone undoes a flip: the flaw needs two in float; rank by pairs.
+            ranking = rank_with_partners(quantiser, flipped["format"], flipped["inputs"],
+                                         flipped["reference"], work / "pairs", ranking)
     return [{k: v for k, v in row.items() if k != "layer_ref"} for row in ranking]
 
 
@@ -268,6 +272,15 @@ def render(result: dict) -> str:
         lines += [f"| {i} | `{r['layer']}` | {r['flips_undone']} | {r['error_reduction']} |"
                   for i, r in enumerate(effect, 1)]
         lines.append("")
+        if "with_partner" in effect[0]:
+            lines += ["No layer alone undid a flip, so every pair was kept in float once: layers "
+                      "by the most flips a pair with them undoes (the layer in most fixing pairs "
+                      "first).", "", "| # | layer | best partner | flips undone together |",
+                      "|---:|---|---|---:|"]
+            for i, r in enumerate(effect, 1):
+                partner = f"`{r['partner']}`" if r["partner"] else "–"
+                lines.append(f"| {i} | `{r['layer']}` | {partner} | {r['with_partner']} |")
+            lines.append("")
     collapse = result["first_collapse"]
     if collapse:
         lines += [f"**First collapse in graph order:** `{collapse['layer']}` "
@@ -289,8 +302,10 @@ def print_table(result: dict) -> None:
               f"({result['flips']} flipped test images)")
         print(f"{'#':>3}  {'layer':<40}{'flips undone':>14}{'error removed':>15}")
         for i, row in enumerate(result["effect"], 1):
+            partner = (f"  with {row['partner']}: {row['with_partner']} undone"
+                       if row.get("partner") else "")
             print(f"{i:>3}  {row['layer'][:39]:<40}{row['flips_undone']:>14}"
-                  f"{row['error_reduction']:>15.4f}")
+                  f"{row['error_reduction']:>15.4f}{partner}")
     print(f"{result['task']} {result['format']}: worst SQNR first ({result['images']} "
           f"{result.get('on', 'images')})")
     print(f"{'#':>3}  {'layer':<48}{'SQNR dB':>9}{'cosine':>9}{'RMSE/std':>10}")

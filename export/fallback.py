@@ -186,7 +186,7 @@ def rank_with_partners(quantiser, model_format: str, inputs: np.ndarray, referen
     quantiser.build([], int8_path)
     base = predict_file(int8_path, model_format, inputs)
     base_flips = int(np.sum(base.argmax(1) != reference.argmax(1)))
-    undone = {row["layer"]: {} for row in ranking}
+    undone = {row["position"]: {} for row in ranking}  # position -> partner's position -> gain
     for i, first in enumerate(ranking):
         for second in ranking[i + 1:]:
             path = workdir / f"pair-{first['position']}-{second['position']}{quantiser.suffix}"
@@ -194,13 +194,14 @@ def rank_with_partners(quantiser, model_format: str, inputs: np.ndarray, referen
             probs = predict_file(path, model_format, inputs)
             path.unlink(missing_ok=True)
             gain = base_flips - int(np.sum(probs.argmax(1) != reference.argmax(1)))
-            undone[first["layer"]][second["layer"]] = gain
-            undone[second["layer"]][first["layer"]] = gain
+            undone[first["position"]][second["position"]] = gain
+            undone[second["position"]][first["position"]] = gain
+    names = {row["position"]: row["layer"] for row in ranking}
     for row in ranking:
-        gains = undone[row["layer"]]
+        gains = undone[row["position"]]
         best = max(gains, key=gains.get) if gains else None
-        row["with_partner"] = max(0, gains[best]) if best else 0
-        row["partner"] = best if row["with_partner"] > 0 else None
+        row["with_partner"] = max(0, gains[best]) if best is not None else 0
+        row["partner"] = names[best] if row["with_partner"] > 0 else None
         row["pair_total"] = int(sum(g for g in gains.values() if g > 0))
     return sorted(ranking, key=lambda r: (-r["with_partner"], -r["pair_total"],
                                           -r["error_reduction"]))

@@ -272,7 +272,10 @@ def model_row(bundle, key: str, x: np.ndarray, y: np.ndarray, reference, threads
         comparison = float_comparison(probs, reference[1], y)
         row["float_agreement"] = comparison["agreement"]
         problem = float_problem(comparison, accuracy, reference[0])
-        if problem:
+        if problem and row["verdict"] == "failed":
+            # The export measured this damage and marked the model: the device merely confirms it.
+            row["float_problem"] = problem
+        elif problem:
             row["status"] = f"FAIL: {problem}"
             return row
     # A model whose verdict failed is never run on frames (the pipeline refuses it): skipped.
@@ -315,8 +318,10 @@ def extra_rows(bundle, threads: int) -> list[dict]:
 def check(bundle_dir: Path, threads: int = 1, runs: int = 20) -> tuple[list[dict], bool]:
     """One row per model (the pipeline's stage models too). Returns (rows, all_ok).
 
-    A failing export verdict is reported in the row but does not fail the check by itself: the
-    runner never picks such a model by default, and ``deploy`` decides about the default one.
+    A failing export verdict is reported in the row but does not fail the check by itself, nor
+    does the quantisation damage it already records (an int8 model the export marked failed
+    disagrees with float here too): the runner never picks such a model by default, ``--model``
+    refuses it, and ``deploy`` decides about the default one. Every other check still applies.
     """
     bundle = open_bundle(bundle_dir)  # raises on any checksum mismatch or malformed metadata
     x, y = load_samples(bundle)

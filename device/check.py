@@ -373,8 +373,9 @@ def verdict_warnings(bundle, rows: list[dict]) -> list[str]:
     lines = []
     for row in rows:
         if row.get("verdict") == "failed":
+            seen = f"; here too: {row['float_problem']}" if row.get("float_problem") else ""
             lines.append(f"warning: {row['model']} failed its export checks "
-                         f"({row['verdict_detail']}): the runner never picks it by default")
+                         f"({row['verdict_detail']}{seen}): the runner never picks it by default")
     return lines
 
 

@@ -104,6 +104,7 @@ def test_gate_compares_a_quantised_model_with_the_float_model(digits, tmp_path):
     marked = check(bundle)
     assert marked.returncode == 0, marked.stdout + marked.stderr
     assert "warning: tflite-int8 failed its export checks" in marked.stderr
+    assert "here too:" in marked.stderr and "disagrees with tflite-fp32" in marked.stderr
     assert open_bundle(bundle).choose() != "tflite-int8"
 
 

@@ -137,11 +137,20 @@ class HandStage:
 #: Below this confidence a subject's label is ``unsure``, unless the bundle says otherwise.
 DEFAULT_MIN_CONFIDENCE = 0.6
 
+#: The ``pipeline.min_confidence`` of a model that averages members (``--arch convnet-pair``):
+#: where two members name different classes their mean is ~0.5 for each, whichever is right, so
+#: 0.6 calls half-agreed answers ``unsure`` that a single model would have named. Digits footage
+#: (tests/measure_scenes.py, two trainings, 2,400 frames with a digit): 0.5 instead of 0.6 named
+#: 26 of the 31 ``unsure`` frames, 14 of them right, and the pair then matches the single 468 k
+#: model (2,354 right against its 2 x 1,176).
+AVERAGED_MIN_CONFIDENCE = 0.5
+
 
 def min_confidence(bundle: Bundle) -> float:
     """The bundle's own ``pipeline.min_confidence`` (docs/contracts.md), else the default.
 
-    Hand bundles set 0.5: their answer for a still photo is the mean over several views, which
+    Hand bundles and averaged image models (:data:`AVERAGED_MIN_CONFIDENCE`) set 0.5: a hand's
+    answer for a still photo is the mean over several views, which
     spreads the probability of a sign the views agree on less than one view would (0.5 = more
     than half of the evidence; on the test photos 11 of the 15 answers between 0.4 and 0.6
     named the right sign)."""

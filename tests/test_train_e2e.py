@@ -58,3 +58,40 @@ def test_convnet_eats_the_task_input_and_ends_small(task):
     stem = PLANS[task].stem_stride
     assert last_pool[1] == spec.size // stem // 2 ** len(PLANS[task].blocks)
     assert ("stem_conv" in [layer.name for layer in model.layers]) == (stem > 1)
+
+
+def test_a_pair_trains_its_members_in_turn_and_answers_with_their_mean(tmp_path):
+    """--arch convnet-pair: two members, each fitted alone on its own draw, saved as one model
+    whose answer is exactly the mean of theirs; the export sees one file with flat, unique
+    layer names (the per-layer diagnosis and fallback name layers)."""
+    import json
+
+    import keras
+    import numpy as np
+
+    from export.exporter import export
+    from train.models import pair_members
+    from train.trainer import TrainConfig, train
+
+    metrics = train(TrainConfig(task="digits", embedded=True, arch="convnet-pair", epochs=4,
+                                batch_size=32, out_dir=tmp_path, verbose=0))
+    assert metrics["arch"] == "convnet-pair" and metrics["test"]["accuracy"] > 0.8
+    assert metrics["config"]["learning_rate"] == 4e-3  # the pair's own recipe
+    assert metrics["pipeline"]["min_confidence"] == 0.5  # an averaged answer: see the export
+    model = keras.models.load_model(tmp_path / "digits" / "model.keras", compile=False)
+    members = pair_members(model)
+    assert [member.name for member in members] == ["m1", "m2"]
+    names = [layer.name for layer in model.layers]
+    assert len(names) == len(set(names)) and "m1_block1_1_conv" in names
+    first, second = (member.get_layer(f"{member.name}_block1_1_conv").get_weights()[0]
+                     for member in members)
+    assert not np.allclose(first, second)  # two models, not one counted twice
+    x = np.random.default_rng(0).random((16, 28, 28, 1), dtype=np.float32)
+    mean = (members[0].predict(x, verbose=0) + members[1].predict(x, verbose=0)) / 2
+    np.testing.assert_allclose(model.predict(x, verbose=0), mean, atol=1e-5)
+    export("digits", tmp_path, ["tflite-fp32", "tflite-int8"], calibration_count=100,
+           latency_runs=2, calibration_dir=tmp_path / "calibration")
+    files = sorted(path.name for path in (tmp_path / "digits" / "bundle").glob("*.tflite"))
+    assert files == ["model_fp32.tflite", "model_int8.tflite"]
+    metadata = json.loads((tmp_path / "digits" / "bundle" / "metadata.json").read_text())
+    assert metadata["pipeline"] == {"kind": "image", "min_confidence": 0.5}

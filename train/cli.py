@@ -52,10 +52,12 @@ def common_options() -> argparse.ArgumentParser:
                            "task: 0 below 200 images; "
                            "0 trains on all of it, for a final run once the recipe is settled)")
     model = parent.add_argument_group("model and recipe (defaults depend on the task)")
-    model.add_argument("--arch", choices=["convnet", "convnet-small", "mobilenetv3small",
-                                          "landmarks"],
-                       help="small from-scratch convnet, a Pi-sized one on trial (convnet-small; "
-                            "digits only differs), a MobileNetV3-Small backbone, or (handsigns) "
+    model.add_argument("--arch", choices=["convnet", "convnet-pair", "convnet-small",
+                                          "mobilenetv3small", "landmarks"],
+                       help="small from-scratch convnet, two small ones trained in turn and "
+                            "averaged in one model (convnet-pair; --epochs per member), a "
+                            "Pi-sized one on trial (convnet-small; digits only differs), a "
+                            "MobileNetV3-Small backbone, or (handsigns) "
                             "a classifier on MediaPipe hand landmarks; default: the task's "
                             "(train/trainer.py DEFAULT_ARCH)")
     model.add_argument("--hand-models", choices=["full", "lite"], default="full",

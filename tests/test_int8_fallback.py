@@ -1,7 +1,7 @@
 """int8 that does not slip: the per-model verdict, the accuracy-controlled fallback and the
 effect ranking of ``export diagnose``, on a deliberately fragile model.
 
-The fragile model is the demo's digits convnet (scikit-learn's bundled digits: no dataset files)
+The fragile model is a digits `convnet` trained on the demo's data (scikit-learn's bundled digits)
 with one planted flaw that only int8 sees: channel 0 of ``block1_1`` is switched off (BatchNorm
 gamma and beta 0: exactly 0 for every image) and ``block1_2_conv`` gets a weight 500 times its
 largest on that dead input channel. In float that weight multiplies zero; in int8 its
@@ -44,7 +44,8 @@ def fragile(tmp_path_factory):
     from train.trainer import TrainConfig, train
 
     root = tmp_path_factory.mktemp("fragile")
-    train(TrainConfig(task="digits", embedded=True, epochs=8, out_dir=root, verbose=0))
+    train(TrainConfig(task="digits", embedded=True, arch="convnet", epochs=8, out_dir=root,
+                      verbose=0))
     path = root / "digits" / "model.keras"
     model = keras.models.load_model(path, compile=False)
     plant_fragile_layer(model)

@@ -45,12 +45,14 @@ def test_two_workers_train_one_model_and_the_chief_exports_a_bundle(tmp_path):
 
     digests = [re.findall(r"weights digest (\w+)", log) for log in logs]
     assert digests[0] and digests[0] == digests[1]  # the same model on both workers
+    assert len(digests[0]) == 2  # one per member
     assert "Epoch 3/3" in logs[0] and "the chief writes the artifacts" in logs[1]
     assert not (tmp_path / "w1" / "digits").exists()  # only the chief writes
 
     metrics = json.loads((tmp_path / "w0" / "digits" / "metrics.json").read_text())
     assert metrics["replicas"] == 2 and metrics["global_batch_size"] == 64
-    assert metrics["peak_learning_rate"] == pytest.approx(2 * 2e-3)  # linear scaling
+    assert metrics["arch"] == "convnet-pair"  # the digits default: each member trained in turn
+    assert metrics["peak_learning_rate"] == pytest.approx(2 * 4e-3)  # linear scaling
     assert metrics["test"]["accuracy"] > 0.3, metrics["test"]["accuracy"]  # chance is 0.1
 
     export = subprocess.run([sys.executable, "-m", "export", "digits", "--artifacts",

@@ -69,7 +69,7 @@ DEFAULTS = {
 #: as errors, 81.1 % on the clip-grouped validation split; 86.7 % with --val-split 0) beat the
 #: 96 px CNN (83.7 % test / 74.1 % validation; 85.6 % with --val-split 0); the CNN stays as
 #: --arch convnet.
-DEFAULT_ARCH = {"digits": "convnet", "fruits": "convnet", "handsigns": "landmarks",
+DEFAULT_ARCH = {"digits": "convnet-pair", "fruits": "convnet", "handsigns": "landmarks",
                 IMAGES: "convnet"}
 
 

@@ -56,7 +56,7 @@ def common_options() -> argparse.ArgumentParser:
                                           "mobilenetv3small", "landmarks"],
                        help="small from-scratch convnet, two small ones trained in turn and "
                             "averaged in one model (convnet-pair; --epochs per member), a "
-                            "Pi-sized one on trial (convnet-small; digits only differs), a "
+                            "Pi-sized one (convnet-small; digits and fruits only differ), a "
                             "MobileNetV3-Small backbone, or (handsigns) "
                             "a classifier on MediaPipe hand landmarks; default: the task's "
                             "(train/trainer.py DEFAULT_ARCH)")

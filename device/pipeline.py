@@ -149,11 +149,11 @@ AVERAGED_MIN_CONFIDENCE = 0.5
 def min_confidence(bundle: Bundle) -> float:
     """The bundle's own ``pipeline.min_confidence`` (docs/contracts.md), else the default.
 
-    Hand bundles and averaged image models (:data:`AVERAGED_MIN_CONFIDENCE`) set 0.5: a hand's
-    answer for a still photo is the mean over several views, which
-    spreads the probability of a sign the views agree on less than one view would (0.5 = more
-    than half of the evidence; on the test photos 11 of the 15 answers between 0.4 and 0.6
-    named the right sign)."""
+    Averaged image models set :data:`AVERAGED_MIN_CONFIDENCE`, and hand bundles 0.5 too: a
+    hand's answer for a still photo is the mean over several views, which spreads the
+    probability of a sign the views agree on less than one view would (0.5 = more than half of
+    the evidence; on the test photos 11 of the 15 answers between 0.4 and 0.6 named the right
+    sign)."""
     value = bundle.pipeline.get("min_confidence")
     return DEFAULT_MIN_CONFIDENCE if value is None else float(value)
 

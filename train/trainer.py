@@ -68,8 +68,8 @@ DEFAULTS = {
 #: the landmark classifier (87.4 % on the 270 test photos with the 14 no-hand photos counted
 #: as errors, 81.1 % on the clip-grouped validation split; 86.7 % with --val-split 0) beat the
 #: 96 px CNN (83.7 % test / 74.1 % validation; 85.6 % with --val-split 0); the CNN stays as
-#: --arch convnet. Digits: the pair of 37 k convnets (99.41-99.50 % on the 9,000 test digits in
-#: 249-267 s of training, a 95 KB int8 file) beat the 468 k convnet (99.32-99.38 %, 821-1,250 s,
+#: --arch convnet. Digits: the pair of 37 k convnets (99.40-99.50 % on the 9,000 test digits in
+#: 249-300 s of training, a 95 KB int8 file) beat the 468 k convnet (99.32-99.38 %, 821-1,250 s,
 #: 472 KB), which stays as --arch convnet.
 DEFAULT_ARCH = {"digits": "convnet-pair", "fruits": "convnet", "handsigns": "landmarks",
                 IMAGES: "convnet"}

@@ -124,3 +124,15 @@ def test_a_format_1_bundle_is_an_image_pipeline(models, tmp_path):
     (root / "metadata.json").write_text(json.dumps(metadata))
     bundle = open_bundle(root)
     assert bundle.kind == "image" and bundle.extra_files == [] and bundle.stage_paths("x") == {}
+
+
+@pytest.mark.parametrize("features", ["landmarks-v2", 7])
+def test_landmark_features_this_runner_does_not_compute_are_refused(models, tmp_path, features):
+    """A classifier trained on other features (a newer toolkit's) would read this runner's 63
+    values as something else and answer nonsense: the bundle is refused in one line."""
+    root = hand_bundle(tmp_path / "b", models)
+    metadata = json.loads((root / "metadata.json").read_text())
+    metadata["pipeline"]["features"] = features
+    (root / "metadata.json").write_text(json.dumps(metadata))
+    with pytest.raises(UserError, match="pipeline.features .* update the device"):
+        open_bundle(root)

@@ -291,9 +291,10 @@ def validate_image_preprocessing(spec: dict, need, bad) -> None:
 
 
 def validate_hand_pipeline(pipeline: dict, bad) -> None:
-    """Stages as {stage: {key: file}}, and thresholds of the types and ranges the tracker
-    uses (device/hands/tracker.py DEFAULT_THRESHOLDS): a string where a number belongs would
-    pass every check and crash on the first hand."""
+    """Stages as {stage: {key: file}}, the landmark features this runner computes, and
+    thresholds of the types and ranges the tracker uses (device/hands/tracker.py
+    DEFAULT_THRESHOLDS): a string where a number belongs would pass every check and crash on
+    the first hand."""
     from device.hands import features as hand_features
     from device.hands.tracker import DEFAULT_THRESHOLDS
     from device.hands.validate import threshold_problem
@@ -307,7 +308,7 @@ def validate_hand_pipeline(pipeline: dict, bad) -> None:
     for stage, variants in stages.items():
         for key, file in variants.items():
             inside_bundle(file, f"pipeline.stages.{stage}.{key}", bad)
-    features = pipeline.get("features", hand_features.VERSION)  # format 2 before it was written
+    features = pipeline.get("features", hand_features.VERSION)  # absent: the one there is
     if features != hand_features.VERSION:
         raise bad(f"pipeline.features {features!r} is not the landmark features this runner "
                   f"computes ({hand_features.VERSION!r}): a newer toolkit's bundle, update the "

@@ -64,8 +64,9 @@ SMALL_PLANS = {
 #: average (37 k parameters, 3.7 M multiply-adds): measured on the 9,000 test digits (all
 #: 60,000 training images, a probe), one member reached 99.40 % after 6 epochs and after 12,
 #: against 99.12-99.37 % for a 29 k flattened plan and 99.32-99.38 % for the 468 k `convnet`;
-#: two members of 6 epochs together 99.54 % (through the CLI, 10 % held out: 99.40-99.50 %). Members of one shape disagree enough where it matters:
-#: each is wrong on ~55 digits, together on ~40.
+#: two members of 6 epochs together 99.54 % (through the CLI, 10 % held out: 99.40-99.50 %).
+#: Members of one shape disagree enough where it matters: each is wrong on ~55 digits,
+#: together on ~40.
 PAIR_PLANS = {
     "digits": ConvnetPlan(blocks=((8, 16), (16, 32), (32, 64)), head="gap", dense=0,
                           dropout=0.1, pool_last=False),

@@ -13,6 +13,12 @@ the KeyboardInterrupt it stands for. And where the signal lands in a destructor 
 TensorFlow's ``ConcreteFunctionGarbageCollector.__del__``), Python prints "Exception ignored"
 with a traceback and carries on, so the export would finish as if nothing had been asked: there
 the signal is delivered again a moment later, without the printout.
+
+Library code can also swallow the KeyboardInterrupt outright (a bare ``except:``; measured: CI stop
+29, a SIGINT during an export's first seconds, and the export went on to publish its bundle and
+exit 0). So every irreversible step (publishing a bundle, saving a trained model, switching a
+release) first calls :func:`raise_if_interrupted`, and a block that ends normally after a signal
+raises KeyboardInterrupt all the same.
 """
 
 from __future__ import annotations
@@ -23,6 +29,15 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+
+_signals_seen: list[threading.Event] = []  # one per open block, innermost last
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if SIGINT or SIGTERM came within the open block, even though the
+    library code it landed in swallowed it: the guard in front of every irreversible step."""
+    if _signals_seen and _signals_seen[-1].is_set():
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -52,8 +67,10 @@ def terminate_as_interrupt() -> Iterator[None]:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         previous[signal.SIGINT] = signal.signal(signal.SIGINT, raise_interrupt)
     sys.unraisablehook = redeliver_swallowed
+    _signals_seen.append(received)
     try:
         yield
+        raise_if_interrupted()
     except KeyboardInterrupt:
         raise
     except BaseException as exc:
@@ -61,6 +78,7 @@ def terminate_as_interrupt() -> Iterator[None]:
             raise KeyboardInterrupt from exc
         raise
     finally:
+        _signals_seen.remove(received)
         sys.unraisablehook = previous_hook
         for timer in timers:
             timer.cancel()

@@ -20,6 +20,7 @@ from device.atomic import owned_temp_dir, sweep_stale, write_json, write_text
 from device.backends import load_classifier
 from device.bundle import BUNDLE_FORMAT, sha256_of
 from device.errors import UserError
+from device.interrupts import raise_if_interrupted
 from device.preprocess import to_input
 from device.tasks import TASKS
 from export.compare import NEAR_TIE_MARGIN, compare, median_latency_ms, predict_all
@@ -321,7 +322,9 @@ def publish(staging: Path, bundle: Path, report: dict, markdown: str) -> None:
 
 def swap_in(staging: Path, bundle: Path) -> None:
     """Replace ``bundle`` with ``staging``: the old bundle is moved aside, not deleted, until the
-    new one is in place."""
+    new one is in place. Not at all if a Ctrl-C or SIGTERM came during the export, even one that
+    library code swallowed (CI stop 29: the export published and exited 0)."""
+    raise_if_interrupted()
     old = None
     if bundle.exists():
         old = bundle.with_name(f".bundle-old-{int(time.time() * 1000)}")

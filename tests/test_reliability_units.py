@@ -105,6 +105,36 @@ def test_a_signal_that_library_code_turns_into_another_error_is_still_an_interru
             raise RuntimeError("a real failure")
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_that_library_code_swallows_still_stops_the_irreversible_step(signum, tmp_path):
+    """CI stop 29: a SIGINT in an export's first seconds vanished (a bare ``except:`` somewhere
+    in library code), and the export published its bundle and exited 0."""
+    from device.interrupts import raise_if_interrupted, terminate_as_interrupt
+    from export.exporter import swap_in
+
+    def library_call_that_swallows_the_interrupt():
+        try:
+            os.kill(os.getpid(), signum)
+            time.sleep(1)
+        except BaseException:  # noqa: BLE001 - what the library does
+            pass
+
+    staging, bundle = tmp_path / ".bundle-staging-1", tmp_path / "bundle"
+    staging.mkdir()
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with terminate_as_interrupt():
+                library_call_that_swallows_the_interrupt()
+                swap_in(staging, bundle)
+    finally:
+        signal.signal(signal.SIGINT, outer)
+    assert staging.is_dir() and not bundle.exists()
+    raise_if_interrupted()  # outside any block: nothing to raise
+    with terminate_as_interrupt():  # a new block starts clean
+        raise_if_interrupted()
+
+
 def test_a_signal_that_lands_in_a_destructor_is_delivered_again():
     """A signal handled inside ``__del__`` (TensorFlow's garbage collector of concrete
     functions, measured) is printed as "Exception ignored" and dropped by Python: the export

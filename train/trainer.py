@@ -455,9 +455,12 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
 
 def save_artifacts(out: Path, model, metrics: dict, history: dict) -> None:
     """model.keras, metrics.json and the two plots, each atomically; the model goes first so a
-    metrics.json on disk always describes the model beside it."""
+    metrics.json on disk always describes the model beside it. Nothing is written if a Ctrl-C or
+    SIGTERM came during training, even one that library code swallowed."""
+    from device.interrupts import raise_if_interrupted
     from train.report import plot_confusion, plot_history
 
+    raise_if_interrupted()
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "model.keras", suffix=".keras") as tmp:
         model.save(tmp)

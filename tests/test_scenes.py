@@ -93,6 +93,31 @@ def test_a_photo_held_up_in_a_busy_scene_is_framed_by_its_white_card(fruit_photo
     assert np.mean(framed) >= 0.9
 
 
+def test_a_card_the_fruit_cuts_into_pieces_is_framed_whole(data_dir):
+    """Dark apples that fill their photo, held up small (120-300 px): the fruit reaches the
+    card's edges and cuts its white margin into strips, and the subject's box is often a piece
+    (a dark half, a patch beside the card). The card is still the frame: its pieces are joined
+    and looked for at finer detail (measured: 16 of 24 framed before, 20 of 24 now)."""
+    from device.footage import photo_in_scene
+
+    photos = sorted((data_dir / "fruits" / "Test" / "apple_red_delicios_1").glob("*.jpg"))
+    rng = np.random.default_rng(12)
+    framed = []
+    for path in photos[::max(1, len(photos) // 24)][:24]:
+        photo = cv2.imread(str(path))
+        side = int(rng.integers(120, 301))
+        frame = photo_in_scene(photo, rng, side=side)
+        h, w = photo.shape[:2]
+        card_w, card_h = int(w * side / max(h, w)), int(h * side / max(h, w))
+        card = ((640 - card_w) // 2, (480 - card_h) // 2, card_w, card_h)
+        found = locate(frame, FULL).box
+        box = None if found is None else (found[0], found[1], found[2], found[2])
+        framed.append(box is not None and overlap(box, card) > 0.8
+                      and found[2] < 1.1 * max(card_w, card_h))
+    print(f"cut cards framed: {sum(framed)} of {len(framed)}")
+    assert np.mean(framed) >= 0.8
+
+
 def test_a_dark_fruit_on_a_table_of_its_own_hue_is_framed_whole(data_dir):
     """A dark red apple on brown wood: its colours are close to the grain's dark stripes, but
     not the same. With colours matched 16-32 levels wide in lightness the whole body passed for

@@ -16,8 +16,8 @@ the signal is delivered again a moment later, without the printout.
 
 Library code can also swallow the KeyboardInterrupt outright (a bare ``except:``; measured: CI stop
 29, a SIGINT during an export's first seconds, and the export went on to publish its bundle and
-exit 0). So every irreversible step (publishing a bundle, saving a trained model, switching a
-release) first calls :func:`raise_if_interrupted`, and a block that ends normally after a signal
+exit 0). So the irreversible steps (an export publishing its bundle, training saving its
+model) first call :func:`raise_if_interrupted`, and a block that ends normally after a signal
 raises KeyboardInterrupt all the same.
 """
 

@@ -350,12 +350,11 @@ def card_in(image: np.ndarray, scale: int, origin: tuple[int, int], box: tuple[i
     if not len(touching):
         return None
     parts = card_parts(stats, touching)
-    card = np.isin(labels, parts)
     x0, y0 = stats[parts, 0].min(), stats[parts, 1].min()
     x1, y1 = (stats[parts, 0] + stats[parts, 2]).max(), (stats[parts, 1] + stats[parts, 3]).max()
     if x0 == 0 or y0 == 0 or x1 >= cols or y1 >= rows:
         return "not a card"
-    inside = card[y0:y1, x0:x1]
+    inside = np.isin(labels[y0:y1, x0:x1], parts)
     edge = np.concatenate([inside[0], inside[-1], inside[:, 0], inside[:, -1]])
     card_w, card_h = (x1 - x0) * scale, (y1 - y0) * scale
     if (card_w * card_h < 0.15 * box[2] ** 2 or edge.mean() < 0.4

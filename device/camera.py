@@ -98,7 +98,13 @@ def flatten_light(gray: np.ndarray) -> np.ndarray:
     # Closing (max then min filter) with a disc wider than any stroke keeps only the paper,
     # shadow edges included; a Gaussian smooths the estimate.
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel))
-    background = cv2.morphologyEx(gray, cv2.MORPH_CLOSE, disc)
+    # The image's edge is padded with its own border pixels first: a closing that just ignores
+    # what lies outside (OpenCV's default, and it ignores a borderType) keeps paper that darkens
+    # towards the edge (a shadow in a corner) at the brighter level a disc-width inside, and
+    # that band then reads as a pen stroke along the edge (blank pages called a 0 or a 1).
+    pad = kernel // 2
+    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    background = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disc)[pad:-pad, pad:-pad]
     # The estimate is smooth by construction, so it is blurred at half resolution and scaled
     # back: a quarter of the pixels and half the taps, the same to within a gray level or two.
     height, width = background.shape

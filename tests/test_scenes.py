@@ -23,7 +23,7 @@ from device.footage import (
     fruit_on_surface,
     page_without_digit,
 )
-from device.ink import read_digit
+from device.ink import digit_groups, pen_mask, read_digit
 from device.locate import locate
 from device.pipeline import FramePipeline
 from device.result import BLANK_FRAME, NO_INK, NO_SUBJECT, NOTHING
@@ -232,6 +232,48 @@ def test_paper_that_darkens_towards_the_edge_is_not_ink():
     page = np.tile(80 + 140 / (1 + np.exp(-(x - 6) / 2)), (80, 1)).astype(np.uint8)
     assert flatten_light(page).max() < 0.05
     assert flatten_light(page.T.copy()).max() < 0.05
+
+
+def test_a_fine_pen_that_fades_between_its_seeds_is_followed():
+    """A 1 px pen in a shadow is pen-dark only here and there (0.13-0.2 inkness elsewhere, under
+    the seed threshold): two steps of growth from the seeds kept a 6's stem and lost its loop."""
+    inkness = np.zeros((80, 106), np.float32)
+    ring = np.zeros_like(inkness, dtype=np.uint8)
+    cv2.ellipse(ring, (53, 40), (8, 12), 0, 0, 360, 1, 1)
+    inkness[ring > 0] = 0.17
+    ys, xs = np.mgrid[0:80, 0:106]
+    angle = np.degrees(np.arctan2(ys - 40, xs - 53)) % 60
+    seeds = ring * (angle < 12)  # six short arcs of the ring are dark enough to seed
+    inkness[seeds > 0] = 0.35
+    assert seeds.sum() < ring.sum() / 3
+    mask = pen_mask(inkness)
+    assert mask[ring > 0].mean() > 0.9
+    assert mask[ring == 0].sum() < ring.sum()  # no spread onto paper
+
+
+def test_digits_side_by_side_stay_apart_and_a_digits_pieces_join():
+    """Strokes closer than a fifth of a digit's height were one digit, so two digits written close
+    were read as one (an 8 and a 2 as a 2). Two pieces of full height side by side are two
+    digits now; a short piece (a 5's flag) still joins its digit; a 1 beside an 8 counts though
+    it has a quarter of its ink."""
+    strokes = np.zeros((80, 106), np.uint8)
+    cv2.ellipse(strokes, (44, 40), (7, 12), 0, 0, 360, 1, 1)
+    cv2.ellipse(strokes, (62, 40), (7, 12), 0, 0, 360, 1, 1)  # 3 px apart
+    digit, others = digit_groups(strokes)
+    assert others == 1 and digit[:, :52].sum() > 0 and digit[:, 52:].sum() == 0
+
+    five = np.zeros((80, 106), np.uint8)
+    cv2.ellipse(five, (53, 46), (8, 8), 0, -100, 160, 1, 1)  # the body
+    cv2.line(five, (50, 30), (50, 36), 1, 1)  # its stem
+    cv2.line(five, (53, 28), (62, 28), 1, 1)  # the flag, a gap of 3 px above the stem
+    digit, others = digit_groups(five)
+    assert others == 0 and digit[28, 53:63].all()
+
+    one_and_eight = np.zeros((80, 106), np.uint8)
+    cv2.ellipse(one_and_eight, (53, 34), (6, 6), 0, 0, 360, 1, 1)
+    cv2.ellipse(one_and_eight, (53, 47), (7, 7), 0, 0, 360, 1, 1)
+    cv2.line(one_and_eight, (75, 28), (75, 54), 1, 1)
+    assert digit_groups(one_and_eight)[1] == 1
 
 
 # --- the frame pipeline with real models ---------------------------------------------------

@@ -214,8 +214,8 @@ def join_strokes(stats: np.ndarray, gaps: np.ndarray, reach: float) -> np.ndarra
     """Per stroke, the index of its digit: strokes within ``reach`` pixels are joined, nearest
     pairs first. Two groups that are each of a digit's height (:data:`MIN_DIGIT_HEIGHT` of the
     tallest) are not joined into a box wider than :data:`MAX_DIGIT_ASPECT` times its height:
-    those are two digits side by side, not one digit's pieces (a 5's flag, a 4's open top, a
-    stroke a shadow cut are short, and always join)."""
+    those are two digits side by side, not one digit's pieces (a piece shorter than that, a 5's
+    flag or a 4's open top, always joins)."""
     digit = np.arange(len(stats))
     left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     boxes = np.stack([left, top, left + stats[:, cv2.CC_STAT_WIDTH],
@@ -226,13 +226,17 @@ def join_strokes(stats: np.ndarray, gaps: np.ndarray, reach: float) -> np.ndarra
         (x0, y0), (x1, y1) = boxes[members, :2].min(axis=0), boxes[members, 2:].max(axis=0)
         return x0, y0, x1, y1
 
+    def height_of(members: np.ndarray) -> int:
+        _, y0, _, y1 = box_of(members)
+        return y1 - y0
+
     first, second = np.nonzero(np.triu(gaps <= reach, 1))
     for a, b in sorted(zip(first, second), key=lambda pair: gaps[pair]):
-        group_a, group_b = digit == digit[a], digit == digit[b]
         if digit[a] == digit[b]:
             continue
+        group_a, group_b = digit == digit[a], digit == digit[b]
         x0, y0, x1, y1 = box_of(group_a | group_b)
-        both_digits = all(box_of(g)[3] - box_of(g)[1] >= full_height for g in (group_a, group_b))
+        both_digits = height_of(group_a) >= full_height and height_of(group_b) >= full_height
         if not both_digits or x1 - x0 <= MAX_DIGIT_ASPECT * (y1 - y0):
             digit[group_b] = digit[a]
     return digit
@@ -252,7 +256,8 @@ def digit_groups(strokes: np.ndarray) -> tuple[np.ndarray, int]:
         return np.zeros_like(strokes), 0
     stats, centroids = stats[1:], centroids[1:]
     # The gaps inside one digit scale with the writing: a fifth of the tallest stroke's height
-    # (a 5's flag, a 4's open top), never more than a tenth of the box.
+    # (a 5's flag, a 4's open top), never more than a tenth of the box; one pixel more, as far
+    # as the disc of that diameter that joined strokes before reached.
     tallest = int(stats[:, cv2.CC_STAT_HEIGHT].max())
     reach = float(np.clip(round(0.2 * tallest), 3, max(3, 0.1 * min(height, width)))) + 1
     digit = join_strokes(stats, stroke_gaps(labels, stats, reach), reach) if count > 2 else \

@@ -48,6 +48,9 @@ PEN_OVER_PRINT = 0.3
 #: A stroke is followed this many pixels beyond its seeds along pixels above the low threshold
 #: (off the printing): across the fades of a fine pen, not along a missed printed line.
 FOLLOW_STEPS = 4
+#: A speck-sized piece is kept when a chain of at most this many such pieces, each within two
+#: pixels of the next, links it to a stroke (a fine pen broken along a printed line).
+SPECK_CHAIN = 3
 #: Both are also at least this fraction of the darkest ink in view (a faint line beside a
 #: dark digit is not part of it).
 PEAK_FRACTION = 0.4
@@ -165,16 +168,28 @@ def spans_box(stats: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def ink_strokes(mask: np.ndarray) -> np.ndarray:
-    """The mask less specks and lines running across the box."""
+    """The mask less specks and lines running across the box. A speck-sized piece within two
+    pixels of a stroke (or of such a piece) is kept: a fine pen's bar along a printed line
+    breaks into such pieces (a 2's foot on squared paper), and without them the 2 reads as a 7.
+    """
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if count <= 1:
         return np.zeros_like(mask)
     height, width = mask.shape
     areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = (areas >= max(3, int(0.0015 * height * width))) & ~spans_box(stats[1:], width, height)
-    lookup = np.zeros(count, np.uint8)
-    lookup[1 + np.flatnonzero(keep)] = 1
-    return lookup[labels]
+    across = spans_box(stats[1:], width, height)
+    big = (areas >= max(3, int(0.0015 * height * width))) & ~across
+    keep = np.concatenate([[False], big])
+    small = np.concatenate([[False], ~big & ~across])
+    near = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    for _ in range(SPECK_CHAIN if small.any() else 0):
+        touched = np.zeros(count, bool)
+        touched[labels[cv2.dilate(keep[labels].astype(np.uint8), near) > 0]] = True
+        added = touched & small & ~keep
+        if not added.any():
+            break
+        keep |= added
+    return keep[labels].astype(np.uint8)
 
 
 #: Two digits written side by side make a group wider than this times its height; one digit,

@@ -23,7 +23,7 @@ from device.footage import (
     fruit_on_surface,
     page_without_digit,
 )
-from device.ink import digit_groups, pen_mask, read_digit
+from device.ink import digit_groups, ink_strokes, pen_mask, read_digit
 from device.locate import locate
 from device.pipeline import FramePipeline
 from device.result import BLANK_FRAME, NO_INK, NO_SUBJECT, NOTHING
@@ -274,6 +274,20 @@ def test_digits_side_by_side_stay_apart_and_a_digits_pieces_join():
     cv2.ellipse(one_and_eight, (53, 47), (7, 7), 0, 0, 360, 1, 1)
     cv2.line(one_and_eight, (75, 28), (75, 54), 1, 1)
     assert digit_groups(one_and_eight)[1] == 1
+
+
+def test_a_stroke_broken_into_specks_beside_a_digit_is_kept():
+    """A 1 px pen's bar along a squared sheet's line breaks into pieces smaller than a speck (a
+    2's foot in a shadow): dropped as specks, the 2 read as a 7. Pieces chained to a stroke
+    stay; a speck on its own still goes."""
+    mask = np.zeros((96, 96), np.uint8)
+    cv2.line(mask, (40, 20), (40, 58), 1, 1)  # the stroke
+    for x0 in (42, 47, 52):  # its foot in three 4 px pieces, a pixel's gap between them
+        cv2.line(mask, (x0, 59), (x0 + 3, 59), 1, 1)
+    cv2.line(mask, (80, 80), (82, 80), 1, 1)  # a speck far from everything
+    strokes = ink_strokes(mask)
+    assert strokes[59, 42:56].sum() == 12
+    assert strokes[80, 80:83].sum() == 0
 
 
 # --- the frame pipeline with real models ---------------------------------------------------

@@ -150,3 +150,35 @@ def test_flip_averaging_model_exports_and_stays_mirror_invariant(data_dir, tmp_p
         mirrored = classifier.predict(np.ascontiguousarray(x[:, :, ::-1]))
         tolerance = 0.02 if key.endswith("int8") else 1e-5
         assert np.max(np.abs(same - mirrored)) <= tolerance, key
+
+
+def test_digits_pair_averages_its_two_scales_in_every_exported_file(tmp_path):
+    """The digits pair saves a model that averages the image and the image shrunk by a pixel a
+    side (train/models.py with_scale_averaging): its output is exactly that mean (the shrunk
+    view computed here with OpenCV, independently of the model's own layers), and every exported
+    file answers like the Keras model, int8 within quantisation error."""
+    import cv2
+    import keras
+
+    from export.exporter import export
+    from train.trainer import TrainConfig, train
+
+    metrics = train(TrainConfig(task="digits", embedded=True, epochs=1, out_dir=tmp_path,
+                                verbose=0))
+    assert metrics["arch"] == "convnet-pair" and metrics["config"]["tta"] is True
+    model = keras.models.load_model(tmp_path / "digits" / "model.keras")
+    core = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    export("digits", tmp_path, ["tflite-fp32", "tflite-int8", "onnx-fp32"], calibration_count=50,
+           latency_runs=2, calibration_dir=tmp_path / "calibration")
+    bundle = open_bundle(tmp_path / "digits" / "bundle")
+    with np.load(bundle.root / "samples.npz") as samples:
+        x = to_input(samples["x"][:16], bundle.preprocessing)
+    shrunk = np.stack([cv2.resize(np.pad(image[:, :, 0], 1), (28, 28),
+                                  interpolation=cv2.INTER_LINEAR) for image in x])[..., None]
+    expected = (core.predict(x, verbose=0) + core.predict(shrunk, verbose=0)) / 2
+    np.testing.assert_allclose(model.predict(x, verbose=0), expected, atol=1e-4)
+    assert np.abs(core.predict(x, verbose=0) - expected).max() > 1e-3  # the view matters
+    for key, entry in bundle.models.items():
+        probs = load_classifier(bundle.model_path(key), entry["format"]).predict(x)
+        tolerance = 0.06 if key.endswith("int8") else 1e-4
+        assert np.abs(probs - model.predict(x, verbose=0)).max() <= tolerance, key

@@ -77,10 +77,13 @@ def common_options() -> argparse.ArgumentParser:
     model.add_argument("--ema", type=number(float, 0.0, 1.0, high_open=True), metavar="MOMENTUM",
                        help="keep an exponential moving average of the weights and save it "
                             "instead of the last step's (e.g. 0.99; 0 = off)")
-    model.add_argument("--tta", action="store_true",
-                       help="save a model that averages its predictions over the image and its "
-                            "mirror image (classes that do not change when mirrored: hands, "
-                            "fruits); the device runs it unchanged at twice the inference cost")
+    model.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                       help="save a model that averages its predictions over test-time views: "
+                            "digits over the image and a copy 7 %% smaller, any other task over "
+                            "the image and its mirror (classes that do not change when "
+                            "mirrored); the device runs it unchanged at twice the inference "
+                            "cost (default: on for the digits pair, off otherwise; --no-tta "
+                            "turns it off)")
     run = parent.add_argument_group("run")
     run.add_argument("--seed", type=number(int, 0, 2**32 - 1), default=42,
                      help="seed for splits, init and augmentation")

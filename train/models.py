@@ -260,3 +260,70 @@ def with_flip_averaging(core: keras.Model) -> keras.Model:
     mirrored = HorizontalFlip(name="mirror")(inputs)
     outputs = layers.Average(name="flip_average")([core(inputs), core(mirrored)])
     return keras.Model(inputs, outputs, name=f"{core.name}_flip_tta")
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class ShrunkView(layers.Layer):
+    """The image with ``border`` background (0) pixels added on every side and resized back to
+    its own size (bilinear): the same subject a few per cent smaller. Plain pad and resize
+    ops, so TFLite (int8 too) and ONNX run it as they are."""
+
+    def __init__(self, border: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.border = border
+
+    def call(self, images):
+        size = (images.shape[1], images.shape[2])
+        b = self.border
+        padded = ops.pad(images, [[0, 0], [b, b], [b, b], [0, 0]])
+        return ops.image.resize(padded, size, interpolation="bilinear", antialias=False)
+
+    def get_config(self):
+        return {**super().get_config(), "border": self.border}
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class StackViews(layers.Layer):
+    """Views of one batch stacked along the batch axis: the core runs once, on all of them."""
+
+    def call(self, views):
+        return ops.concatenate(views, axis=0)
+
+
+@keras.saving.register_keras_serializable(package="edgekit")
+class MeanOverViews(layers.Layer):
+    """(views x N, C) predictions -> (N, C): the mean of each image's views."""
+
+    def __init__(self, views: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.views = views
+
+    def call(self, probs):
+        return ops.mean(ops.reshape(probs, (self.views, -1, probs.shape[-1])), axis=0)
+
+    def get_config(self):
+        return {**super().get_config(), "views": self.views}
+
+
+def with_scale_averaging(core: keras.Model, border: int = 1) -> keras.Model:
+    """Test-time augmentation baked into the model for subjects on a black background (digits
+    after preprocessing): the mean of the predictions for the image and for the image shrunk
+    by ``border`` pixels a side (28 -> 26 px of content: the digit 7 % smaller). Chosen on the
+    validation split (issue 15): over six trained digit models it added 0.02-0.10 pt there and
+    0.05-0.14 pt on the 9,000 test digits (mean 99.44 -> 99.52 %); a view 7 % larger, two
+    views, and shifts by a pixel did less on validation. Both views run as one batch through
+    one copy of the core, so the file holds each weight once; the device runs it unchanged."""
+    inputs = keras.Input(shape=core.input_shape[1:], name="image")
+    shrunk = ShrunkView(border, name="shrunk_view")(inputs)
+    # The core's own layers and weights under a short name: converters prefix every tensor
+    # name with the models' names, and those strings are bytes of the int8 file.
+    net = keras.Model(core.input, core.output, name="net")
+    probs = net(StackViews(name="stack_views")([inputs, shrunk]))
+    outputs = MeanOverViews(2, name="scale_average", dtype="float32")(probs)
+    return keras.Model(inputs, outputs, name="views")
+
+
+def with_test_time_views(core: keras.Model, family: str) -> keras.Model:
+    """The task's baked-in test-time views (``--tta``): digits differ when mirrored (a 2 and
+    a 5's mirror), so they average over two scales; every other task over a mirror."""
+    return with_scale_averaging(core) if family == "digits" else with_flip_averaging(core)

@@ -43,7 +43,7 @@ class TrainConfig:
     seed: int = 42
     strategy: str = "auto"
     mixed_precision: str = "auto"
-    tta: bool = False
+    tta: bool | None = None  # None: the recipe's default (digits pair: on)
     out_dir: Path = Path("artifacts")
     verbose: int | str = "auto"
     extra: dict = field(default_factory=dict)
@@ -99,7 +99,8 @@ def images_recipe(n_train: int | None, pretrained: bool) -> dict:
 #: of a pair are per member. Digits pair: a higher peak rate and decay suit its 37 k members
 #: (probe on the 9,000 test digits: one member 99.40 % after 6 epochs and after 12).
 ARCH_DEFAULTS = {
-    ("digits", "convnet-pair"): {"epochs": 6, "learning_rate": 4e-3, "weight_decay": 5e-4},
+    ("digits", "convnet-pair"): {"epochs": 6, "learning_rate": 4e-3, "weight_decay": 5e-4,
+                                 "tta": True},
 }
 
 
@@ -126,6 +127,7 @@ def resolved(config: TrainConfig, task=None, n_train: int | None = None) -> Trai
     for key, value in recipe_defaults(task, config.arch, n_train, config.weights).items():
         if getattr(config, key) is None:
             setattr(config, key, value)
+    config.tta = bool(config.tta)  # the recipes that want test-time views set it above
     config.image_size = config.image_size or task.size
     if config.epochs < 1 or config.batch_size < 1 or config.learning_rate <= 0:
         raise UserError("--epochs, --batch-size and --lr must be positive")
@@ -282,12 +284,13 @@ def float32_copy(model, build):
     return twin
 
 
-def validation_accuracy(model, x_val, y_val, spec: dict, history: dict, members: int):
-    """The last epoch's validation accuracy; a pair's is measured on the whole pair, as its
-    history ends with its last member alone."""
+def validation_accuracy(model, x_val, y_val, spec: dict, history: dict, members: int,
+                        views: bool = False):
+    """The last epoch's validation accuracy; a pair's (or a model with test-time ``views``) is
+    measured on the saved model, as the history saw its last member alone, without views."""
     if not len(x_val):
         return None
-    if members > 1:
+    if members > 1 or views:
         probs = model.predict(to_input(x_val, spec), batch_size=256, verbose=0)
         return float(np.mean(probs.argmax(1) == y_val))
     return float(history["val_accuracy"][-1]) if "val_accuracy" in history else None
@@ -410,8 +413,8 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
     # A model built outside the strategy (and in float32) is what gets evaluated and saved.
     final = float32_copy(core, build) if mixed or multiworker else core
     if config.tta:
-        from train.models import with_flip_averaging
-        final = with_flip_averaging(final)
+        from train.models import with_test_time_views
+        final = with_test_time_views(final, task.family)
     probs = final.predict(to_input(data.x_test, spec), batch_size=256, verbose=0)
     from train.report import classification_metrics, versions
 
@@ -425,7 +428,7 @@ def train(config: TrainConfig, dataset: Dataset | None = None) -> dict:
         "parameters": int(final.count_params()),
         "test": test,
         "validation_accuracy": validation_accuracy(final, x_val, y_val, spec, history,
-                                                   len(members)),
+                                                   len(members), config.tta),
         "dataset": {"source": data.source, "notes": data.notes, **data.counts(),
                     "validation_total": int(len(x_val)),
                     "validation_split": validation_kind(groups, config.val_split),

@@ -143,12 +143,12 @@ def cold_starts(bundle_dir: Path, model_path: Path, video: Path, repeats: int) -
 
 
 def bench_task(task: str, artifacts: Path, rounds: int, frames: int, repeats: int) -> dict:
-    import keras
+    from train.models import load_saved_model
 
     bundle_dir = artifacts / task / "bundle"
     bundle = open_bundle(bundle_dir)
     model_path = artifacts / task / "model.keras"
-    model = keras.models.load_model(model_path, compile=False)
+    model = load_saved_model(model_path)
     with tempfile.TemporaryDirectory() as tmp:
         video = sample_footage(bundle, Path(tmp), frames)
         decoded = read_frames(video, frames)

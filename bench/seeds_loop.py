@@ -52,11 +52,10 @@ def main() -> int:
     parser.add_argument("--max-frames", type=int)
     args = parser.parse_args()
 
-    import keras
-
     from device.bundle import open_bundle
+    from train.models import load_saved_model  # plain Keras loading, custom layers registered
 
-    model = keras.models.load_model(args.model, compile=False)
+    model = load_saved_model(args.model)
     classify_video(model, open_bundle(args.bundle, verify=False), args.video, args.max_frames,
                    sys.stdout)
     return 0

@@ -31,12 +31,10 @@ class Trained:
         return self.metrics["labels"]
 
     def load_model(self):
-        import keras
-
-        import train.models  # noqa: F401 - registers the custom layers a saved model may use
+        from train.models import load_saved_model
 
         try:
-            return keras.models.load_model(self.model_path, compile=False)
+            return load_saved_model(self.model_path)
         except Exception as exc:  # noqa: BLE001 - corrupt zip, wrong Keras version, ...
             raise UserError(f"cannot load {self.model_path} ({type(exc).__name__}): retrain with "
                             f"`make train TASK={self.task}`") from None

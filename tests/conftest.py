@@ -124,15 +124,14 @@ def broken_int8(root: Path, task: str, key: str, workdir: Path, destination: Pat
     """Re-export ``key`` calibrated on all-zero images: every activation range collapses to ~0,
     so real inputs saturate. Returns a copy of the bundle holding the broken model (metadata
     checksums updated, as a careless export would write them)."""
-    import keras
-
     from device.bundle import sha256_of
     from export.formats import FORMATS
     from export.formats._context import ExportContext
+    from train.models import load_saved_model
 
     bundle_dir = destination or workdir / "bundle"
     shutil.copytree(root / task / "bundle", bundle_dir)
-    model = keras.models.load_model(root / task / "model.keras", compile=False)
+    model = load_saved_model(root / task / "model.keras")
     model.export(str(workdir / "saved_model"), format="tf_saved_model", verbose=False)
     shape = json.loads((bundle_dir / "metadata.json").read_text())["input"]["shape"][1:]
     zeros = np.zeros((64, *shape), np.float32)

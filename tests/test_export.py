@@ -161,12 +161,13 @@ def test_digits_pair_averages_its_two_scales_in_every_exported_file(tmp_path):
     import keras
 
     from export.exporter import export
+    from train.models import load_saved_model
     from train.trainer import TrainConfig, train
 
     metrics = train(TrainConfig(task="digits", embedded=True, epochs=1, out_dir=tmp_path,
                                 verbose=0))
     assert metrics["arch"] == "convnet-pair" and metrics["config"]["tta"] is True
-    model = keras.models.load_model(tmp_path / "digits" / "model.keras")
+    model = load_saved_model(tmp_path / "digits" / "model.keras")
     core = next(layer for layer in model.layers if isinstance(layer, keras.Model))
     export("digits", tmp_path, ["tflite-fp32", "tflite-int8", "onnx-fp32"], calibration_count=50,
            latency_runs=2, calibration_dir=tmp_path / "calibration")

@@ -40,8 +40,6 @@ def landmark_features(trained, data_dir):
 @pytest.fixture(scope="module")
 def float_reference(regression_artifacts, data_dir):
     """Per task: (root, test inputs, labels y, label names, Keras fp32 probabilities)."""
-    import keras
-
     from export.source import load_trained, training_data
 
     cache = {}
@@ -50,7 +48,7 @@ def float_reference(regression_artifacts, data_dir):
         if task not in cache:
             root = regression_artifacts(task)
             trained = load_trained(root, task)
-            model = keras.models.load_model(trained.model_path, compile=False)
+            model = trained.load_model()
             if trained.metrics.get("arch") == "landmarks":
                 x, y, labels = landmark_features(trained, data_dir)
             else:

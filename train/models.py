@@ -323,6 +323,13 @@ def with_scale_averaging(core: keras.Model, border: int = 1) -> keras.Model:
     return keras.Model(inputs, outputs, name="views")
 
 
+def load_saved_model(path):
+    """A trained ``model.keras``, loaded with this module's layers (test-time views, the mirror)
+    registered: every loader of a trained model (export, bench, tests) goes through here, so
+    none meets a saved layer it cannot name."""
+    return keras.models.load_model(path, compile=False)
+
+
 def with_test_time_views(core: keras.Model, family: str) -> keras.Model:
     """The task's baked-in test-time views (``--tta``): digits differ when mirrored (a 2 and
     a 5's mirror), so they average over two scales; every other task over a mirror."""

@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
             name, parents=[parent], help=spec.description,
             description=f"Train the {name} classifier ({spec.description}). Defaults: --arch "
                         f"{arch}, {d['epochs']} epochs, batch {d['batch_size']}, lr "
-                        f"{d['learning_rate']}, {model_input}. Writes artifacts/{name}/: "
+                        f"{d['learning_rate']}, {model_input}"
+                        f"{', test-time views (--tta)' if d.get('tta') else ''}. Writes "
+                        f"artifacts/{name}/: "
                         "model.keras, metrics.json, history.png, confusion.png, logs/ "
                         "(TensorBoard).")
         if name == "digits":

@@ -40,9 +40,9 @@ def view(images: np.ndarray, kind: str, amount) -> np.ndarray:
     size = images.shape[1:3]
     if kind == "shift":
         return np.roll(np.roll(images, amount[1], axis=1), amount[0], axis=2)
-    if kind == "shrink":
-        padded = np.pad(images, ((0, 0), (amount, amount), (amount, amount), (0, 0)))
-        return tf.image.resize(padded, size).numpy()
+    if kind == "shrink":  # the very layer the saved model uses
+        from train.models import ShrunkView
+        return np.asarray(ShrunkView(amount)(images))
     inner = images[:, amount:-amount, amount:-amount]
     return tf.image.resize(inner, size).numpy()
 

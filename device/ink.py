@@ -18,8 +18,9 @@ several digits in view. The steps, each for one of those:
    A component that runs across the box from edge to edge is a line or a table's grain, never
    a digit.
 4. **Digits, not strokes** (:func:`digit_groups`): strokes close together form one digit (a 5
-   in two pieces), but two digits of full height side by side stay two; the digit nearest the
-   centre of the box is read and the others are counted.
+   in two pieces), and a shorter piece drawn after lifting the pen (a 5's flag, a 6's loop)
+   joins the digit beside it from further away, but two digits of full height side by side
+   stay two; the digit nearest the centre of the box is read and the others are counted.
 
 Blank paper, or paper with only its printed lines, has no ink left after step 3: ``None``.
 """
@@ -201,6 +202,15 @@ MIN_DIGIT_INK = 1 / 3
 #: ... or is at least this fraction of the tallest group's height (a 1 beside an 8 has a
 #: quarter of its ink but its full height).
 MIN_DIGIT_HEIGHT = 0.6
+#: A piece shorter than a digit (a 5's flag, a 6's loop, a 4's crossing stroke) joins the digit
+#: beside it across up to this many times the gap two strokes of one digit may leave: a pen
+#: lifted between them leaves a wider gap than one line's fades.
+PIECE_REACH = 2.0
+#: ... into a box up to this many times as wide as it is tall (a 5's flag reaches far right),
+#: when the piece has at least this fraction of the digit's ink (a fragment of a squared
+#: sheet's grid has less) and does not touch the box's edge (a neighbour's piece cut there).
+PIECE_ASPECT = 1.5
+PIECE_INK = 0.25
 
 
 def stroke_gaps(labels: np.ndarray, stats: np.ndarray, reach: float) -> np.ndarray:
@@ -225,12 +235,15 @@ def stroke_gaps(labels: np.ndarray, stats: np.ndarray, reach: float) -> np.ndarr
     return np.minimum(gaps, gaps.T)
 
 
-def join_strokes(stats: np.ndarray, gaps: np.ndarray, reach: float) -> np.ndarray:
+def join_strokes(stats: np.ndarray, gaps: np.ndarray, reach: float,
+                 shape: tuple[int, int]) -> np.ndarray:
     """Per stroke, the index of its digit: strokes within ``reach`` pixels are joined, nearest
     pairs first. Two groups that are each of a digit's height (:data:`MIN_DIGIT_HEIGHT` of the
     tallest) are not joined into a box wider than :data:`MAX_DIGIT_ASPECT` times its height:
     those are two digits side by side, not one digit's pieces (a piece shorter than that, a 5's
-    flag or a 4's open top, always joins)."""
+    flag or a 4's open top, always joins). A shorter piece also joins across up to
+    :data:`PIECE_REACH` times ``reach`` (``shape``: the box's height and width), on the terms
+    of :data:`PIECE_ASPECT` and :data:`PIECE_INK`."""
     digit = np.arange(len(stats))
     left, top = stats[:, cv2.CC_STAT_LEFT], stats[:, cv2.CC_STAT_TOP]
     boxes = np.stack([left, top, left + stats[:, cv2.CC_STAT_WIDTH],
@@ -245,15 +258,31 @@ def join_strokes(stats: np.ndarray, gaps: np.ndarray, reach: float) -> np.ndarra
         _, y0, _, y1 = box_of(members)
         return y1 - y0
 
-    first, second = np.nonzero(np.triu(gaps <= reach, 1))
+    area = stats[:, cv2.CC_STAT_AREA]
+
+    def may_join_as_piece(piece: np.ndarray, whole: np.ndarray, box) -> bool:
+        x0, y0, x1, y1 = box_of(piece)
+        at_edge = x0 == 0 or y0 == 0 or y1 >= shape[0] or x1 >= shape[1]
+        return (not at_edge and area[piece].sum() >= PIECE_INK * area[whole].sum()
+                and box[2] - box[0] <= PIECE_ASPECT * (box[3] - box[1]))
+
+    first, second = np.nonzero(np.triu(gaps <= PIECE_REACH * reach, 1))
     for a, b in sorted(zip(first, second), key=lambda pair: gaps[pair]):
         if digit[a] == digit[b]:
             continue
         group_a, group_b = digit == digit[a], digit == digit[b]
         x0, y0, x1, y1 = box_of(group_a | group_b)
-        both_digits = height_of(group_a) >= full_height and height_of(group_b) >= full_height
-        if not both_digits or x1 - x0 <= MAX_DIGIT_ASPECT * (y1 - y0):
-            digit[group_b] = digit[a]
+        digit_shaped = x1 - x0 <= MAX_DIGIT_ASPECT * (y1 - y0)
+        tall_a, tall_b = height_of(group_a) >= full_height, height_of(group_b) >= full_height
+        if gaps[a, b] > reach:  # a pen lifted: only a piece joins a digit, into a digit's shape
+            if tall_a == tall_b:
+                continue
+            piece, whole = (group_b, group_a) if tall_a else (group_a, group_b)
+            if not may_join_as_piece(piece, whole, (x0, y0, x1, y1)):
+                continue
+        elif tall_a and tall_b and not digit_shaped:
+            continue
+        digit[group_b] = digit[a]
     return digit
 
 
@@ -275,7 +304,8 @@ def digit_groups(strokes: np.ndarray) -> tuple[np.ndarray, int]:
     # as the disc of that diameter that joined strokes before reached.
     tallest = int(stats[:, cv2.CC_STAT_HEIGHT].max())
     reach = float(np.clip(round(0.2 * tallest), 3, max(3, 0.1 * min(height, width)))) + 1
-    digit = join_strokes(stats, stroke_gaps(labels, stats, reach), reach) if count > 2 else \
+    gaps = stroke_gaps(labels, stats, PIECE_REACH * reach)
+    digit = join_strokes(stats, gaps, reach, strokes.shape) if count > 2 else \
         np.zeros(1, int)
     groups, digit = np.unique(digit, return_inverse=True)
     area = stats[:, cv2.CC_STAT_AREA].astype(np.float64)

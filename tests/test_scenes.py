@@ -276,6 +276,25 @@ def test_digits_side_by_side_stay_apart_and_a_digits_pieces_join():
     assert digit_groups(one_and_eight)[1] == 1
 
 
+def test_a_flag_written_with_the_pen_lifted_joins_its_digit_but_a_second_digit_does_not():
+    """A 5's flag drawn after lifting the pen sits further from the body than a stroke's fades
+    leave (here 9 px, a third of the digit's height): read alone it was the digit nearest the
+    centre, a bar read as a 1 or a 2. A piece shorter than a digit joins across twice the
+    usual gap; two digits of full height at that distance stay two."""
+    five = np.zeros((80, 106), np.uint8)
+    cv2.ellipse(five, (53, 46), (8, 8), 0, -150, 160, 1, 1)  # the body, 27 px tall with ...
+    cv2.line(five, (46, 28), (46, 42), 1, 1)  # ... its stem
+    cv2.line(five, (46, 19), (62, 19), 1, 1)  # the flag, 9 px above the stem
+    digit, others = digit_groups(five)
+    assert others == 0 and digit[19, 46:63].all() and digit[46:54, 45:62].any()
+
+    one_and_eight = np.zeros((80, 106), np.uint8)
+    cv2.ellipse(one_and_eight, (53, 34), (6, 6), 0, 0, 360, 1, 1)
+    cv2.ellipse(one_and_eight, (53, 47), (7, 7), 0, 0, 360, 1, 1)
+    cv2.line(one_and_eight, (69, 28), (69, 54), 1, 1)  # 9 px right of the 8
+    assert digit_groups(one_and_eight)[1] == 1
+
+
 def test_a_stroke_broken_into_specks_beside_a_digit_is_kept():
     """A 1 px pen's bar along a squared sheet's line breaks into pieces smaller than a speck (a
     2's foot in a shadow): dropped as specks, the 2 read as a 7. Pieces chained to a stroke

@@ -89,12 +89,28 @@ def roi_for(frame_shape: tuple[int, ...], setting, multiple_of: int = 1) -> Roi:
 
 # --- digits: dark ink on light paper -> MNIST --------------------------------------------------
 
-def flatten_light(gray: np.ndarray) -> np.ndarray:
+def light_disc(shape) -> int:
+    """The closing disc :func:`flatten_light` uses by default: a sixth of the longer side, but
+    no more than twice the shorter (a sliver of an image, 1x20000, would otherwise get a disc
+    thousands of pixels wide: minutes of work per frame); odd."""
+    return max(3, min(max(shape) // 6, 2 * min(shape)) | 1)
+
+
+def flatten_light(gray: np.ndarray, kernel: int | None = None, coarse: int = 1) -> np.ndarray:
     """Divide out the paper's brightness (a blurred, ink-free background estimate), so a lighting
-    gradient or a shadow does not look like ink. Returns 'inkness' in [0, 1]: 0 = paper."""
-    # A sixth of the longer side, but no more than twice the shorter: a sliver of an image
-    # (1x20000) would otherwise get a disc thousands of pixels wide, minutes of work per frame.
-    kernel = max(3, min(max(gray.shape) // 6, 2 * min(gray.shape)) | 1)
+    gradient or a shadow does not look like ink. Returns 'inkness' in [0, 1]: 0 = paper.
+    ``kernel``: the closing disc's diameter (default :func:`light_disc`); ink wider than it
+    is taken for paper. ``coarse``: estimate the paper on an image that many times smaller (a
+    wide disc's closing and blur cost several times the default's at full size; the paper's
+    level is smooth at that scale anyway); the inkness keeps the full resolution."""
+    kernel = kernel or light_disc(gray.shape)
+    height, width = gray.shape
+    lit = gray
+    if coarse > 1:  # shrunk keeping the light: ink narrower than ``coarse`` is gone already
+        lit = cv2.resize(cv2.dilate(gray, np.ones((coarse, coarse), np.uint8)),
+                         (max(1, width // coarse), max(1, height // coarse)),
+                         interpolation=cv2.INTER_AREA)
+        kernel = max(3, (kernel // coarse) | 1)
     # Closing (max then min filter) with a disc wider than any stroke keeps only the paper,
     # shadow edges included; a Gaussian smooths the estimate.
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (kernel, kernel))
@@ -103,15 +119,17 @@ def flatten_light(gray: np.ndarray) -> np.ndarray:
     # towards the edge (a shadow in a corner) at the brighter level a disc-width inside, and
     # that band then reads as a pen stroke along the edge (blank pages called a 0 or a 1).
     pad = kernel // 2
-    padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    padded = cv2.copyMakeBorder(lit, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
     background = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, disc)[pad:-pad, pad:-pad]
     # The estimate is smooth by construction, so it is blurred at half resolution and scaled
     # back: a quarter of the pixels and half the taps, the same to within a gray level or two.
-    height, width = background.shape
-    half = cv2.resize(background, (max(1, width // 2), max(1, height // 2)),
+    small_h, small_w = background.shape
+    half = cv2.resize(background, (max(1, small_w // 2), max(1, small_h // 2)),
                       interpolation=cv2.INTER_AREA)
     half = cv2.GaussianBlur(half, (0, 0), kernel / 4)
     blurred = cv2.resize(half, (width, height), interpolation=cv2.INTER_LINEAR)
+    if coarse > 1:
+        background = cv2.resize(background, (width, height), interpolation=cv2.INTER_LINEAR)
     # The blur spills the lit side of a shadow edge into the shade, where the paper would then
     # look darker than its estimate: a band of false ink in which ruled lines pass for pen
     # strokes. The closing is never below the paper, so the lower of the two is the estimate.

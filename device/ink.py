@@ -8,7 +8,8 @@ several digits in view. The steps, each for one of those:
    work image by a minimum filter then an area average, so a 1 px pen line keeps its darkness
    (a plain area average of 5x5 pixels would dilute it 5 times, to the level of paper noise).
 2. **Light flattening** (device/camera.py ``flatten_light``): the paper's own brightness,
-   shadow edges included, is divided out; what is left is "inkness", 0 = paper.
+   shadow edges included, is divided out; what is left is "inkness", 0 = paper. Ink thicker
+   than the flattening's disc (a filled loop) is flattened again with a wider one.
 3. **Ink, not printing** (:func:`pen_mask`): the printed lines of ruled and squared paper
    are light (inkness ~0.1-0.2) and a pen is dark (0.4-0.9), so the threshold never drops below
    :data:`MIN_INK`, and rises with the darkest ink in view; families of long parallel straight
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from device.camera import centre_by_mass, flatten_light, normalise_stroke
+from device.camera import centre_by_mass, flatten_light, light_disc, normalise_stroke
 
 #: The work image's shorter side: enough for a 20 px MNIST digit that fills a third of it.
 WORK_SIDE = 80
@@ -62,6 +63,11 @@ MAX_INK_FRACTION = 0.5
 #: no paper. White paper under a warm lamp stays below 0.25. Coloured notes are not paper here.
 MAX_PAPER_SATURATION = 0.3
 MIN_PAPER_LEVEL = 40
+#: The light flattening's disc must be wider than the thickest ink, or the middle of a filled
+#: loop (a thick pen's 6, a 5's blotted flag) is taken for paper and comes out grey: when the
+#: digit's ink is deeper than the disc over this factor (depth: the distance from its middle
+#: to its edge), the box is flattened again with a disc this many times that depth.
+DISC_PER_DEPTH = 4.0
 
 
 @dataclass
@@ -349,7 +355,7 @@ def read_digit(region_bgr: np.ndarray, size: int = 28) -> InkReading:
     # The green channel: black, blue and red pens are all dark in it, the light-blue or grey
     # printing of ruled paper is not (in plain gray a red pen is 25 % lighter).
     gray = region_bgr if region_bgr.ndim == 2 else cv2.extractChannel(region_bgr, 1)
-    inkness = flatten_light(shrink_keeping_ink(gray))
+    inkness = flatten_for_ink(shrink_keeping_ink(gray))
     mask = pen_mask(inkness)
     if mask.mean() > MAX_INK_FRACTION:  # "ink" everywhere: no paper in view
         return InkReading(None)
@@ -357,6 +363,29 @@ def read_digit(region_bgr: np.ndarray, size: int = 28) -> InkReading:
     if not digit.any():
         return InkReading(None)
     return InkReading(mnist_patch(inkness, digit, size), others)
+
+
+def flatten_for_ink(work: np.ndarray) -> np.ndarray:
+    """:func:`flatten_light` with a disc wide enough for the thickest ink in view.
+
+    The default disc (:func:`light_disc`) takes ink wider than itself for paper: the middle of
+    a filled loop (a thick pen's 6, a 5's blotted flag) came out grey, and a big digit's thick
+    strokes thinned. So the ink above the pen threshold is measured (its depth: the distance
+    from its middle to its edge) and, where :data:`DISC_PER_DEPTH` times that is wider than
+    the disc, the box is flattened again with that wider disc, its paper estimated at a third
+    of the work image's size (the same readings, frame for frame, as at full size, for a
+    sixth of the cost). Fine pens and printed lines are far thinner than the disc.
+
+    Measured with the digits default (five draws of 300 of each footage; the first is the
+    tests'): the first footage with the webcam default 0.977-0.993 -> 0.987-0.997 (folder
+    default unchanged, 0.987-0.997); the harder paper and the empty pages the same, frame
+    for frame."""
+    disc = light_disc(work.shape)
+    inkness = flatten_light(work, disc)
+    ink = (inkness > ink_threshold(inkness)).astype(np.uint8)
+    depth = float(cv2.distanceTransform(ink, cv2.DIST_L2, 3).max())
+    wanted = min(int(DISC_PER_DEPTH * depth) | 1, 2 * min(work.shape) | 1)
+    return flatten_light(work, wanted, coarse=3) if wanted > disc else inkness
 
 
 def mnist_patch(inkness: np.ndarray, digit: np.ndarray, size: int = 28) -> np.ndarray:

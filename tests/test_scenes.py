@@ -171,6 +171,17 @@ def test_ink_step_answers_nothing_for_blank_and_printed_paper(paper):
     assert sum(read) <= 1, read
 
 
+def test_wood_grain_in_many_pieces_is_no_digit():
+    """A pale, nearly neutral wood table passes for paper, and through the webcam box its
+    grain breaks into 20-70 short strokes, a cluster of which was read as a digit (an 8, a 4).
+    No writing comes in that many pieces; 200 tables, the box and the whole frame each."""
+    read = 0
+    for seed in range(200):
+        frame = empty_scene(np.random.default_rng(seed), "wood")
+        read += sum(read_digit(view).patch is not None for view in (frame, centre_box(frame)))
+    assert read <= 12, read  # 19 before, 10 now: a few pieces of grain still pass
+
+
 def test_ink_step_reads_the_digit_nearest_the_centre_and_counts_the_others(mnist):
     x, _ = mnist
     rng = np.random.default_rng(6)

@@ -22,8 +22,11 @@ READABLE_FORMATS = (1, 2)
 #: Float precisions, best first: what a stage falls back to when it lacks the requested key.
 FLOAT_PRECISIONS = ("fp32", "fp16")
 #: Default model choice, best first: full-int8 TFLite is the fastest on a Pi's CPU.
-PREFERENCE = ("tflite-int8", "onnx-int8", "tflite-dynamic", "tflite-fp16", "tflite-fp32",
-              "onnx-fp32", "onnx-dynamic")
+# An int8 model the export's fallback rescued (some layers kept in float, ``-mixed``) stands
+# right after the fully int8 one it replaces: nearly as small and fast, and within thresholds.
+PREFERENCE = ("tflite-int8", "tflite-int8-mixed", "onnx-int8", "onnx-int8-mixed",
+              "tflite-dynamic", "tflite-fp16", "tflite-fp32", "onnx-fp32", "onnx-dynamic")
+RESCUE_SUFFIX = "-mixed"  #: the key suffix of such a model (export/fallback.py writes it)
 
 
 def sha256_of(path: Path) -> str:

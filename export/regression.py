@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from device.bundle import RESCUE_SUFFIX
+
 try:
     import tomllib
 except ImportError:  # Python < 3.11
@@ -17,7 +19,7 @@ THRESHOLDS_FILE = Path(__file__).with_name("thresholds.toml")
 #: Formats whose numbers are checked: everything that is not plain float32.
 QUANTISED = ("tflite-fp16", "tflite-dynamic", "tflite-int8", "onnx-int8", "onnx-dynamic")
 #: The key a partly-float model gets (export/fallback.py): ``tflite-int8`` -> ``tflite-int8-mixed``.
-MIXED_SUFFIX = "-mixed"
+MIXED_SUFFIX = RESCUE_SUFFIX  # the device ranks it (device.bundle.PREFERENCE)
 
 
 def is_checked(key: str) -> bool:

@@ -145,6 +145,44 @@ def test_a_failing_verdict_is_reported_never_chosen_and_gates_deploy(digits, tmp
     assert len(warnings) == 1 and "onnx-int8" in warnings[0] and "never runs it" in warnings[0]
 
 
+def rescued_int8(metadata):
+    """tflite-int8 failed, and the export's fallback shipped a passing ``-mixed`` sibling (here
+    the same file under the sibling's key: the verdicts, not the numbers, are under test)."""
+    fail_verdict("tflite-int8")(metadata)
+    int8 = next(e for e in metadata["models"] if e["key"] == "tflite-int8")
+    metadata["models"].append({**int8, "key": "tflite-int8-mixed", "precision": "int8-mixed",
+                               "verdict": {"ok": True, "violations": [],
+                                           "layers_kept_float": ["dense"]}})
+
+
+def test_an_int8_model_the_fallback_rescued_is_the_default_and_deploys(digits, tmp_path):
+    """CI stop 34: a tiny model's int8 failed (-1.33 pt) and deploy refused the bundle. Where the
+    fallback found a passing partly-float sibling, that sibling is what the bundle means to run:
+    chosen by the runner, named by check, deployed with a warning for the failing file only."""
+    from deploy.cli import verdict_gate
+    from device.check import default_model
+
+    rescued = copy_bundle(digits, tmp_path / "a" / "digits" / "bundle", rescued_int8)
+    opened = open_bundle(rescued, verify=False)
+    assert opened.choose() == "tflite-int8-mixed" and default_model(opened) == "tflite-int8-mixed"
+    warnings = verdict_gate(rescued, force=False)
+    assert len(warnings) == 1 and warnings[0].startswith("warning: tflite-int8 failed")
+    deployed = run_module("deploy", "local", "--task", "digits", "--artifacts",
+                          str(tmp_path / "a"), "--dir", str(tmp_path / "pi"))
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    assert (tmp_path / "pi" / "current" / ".edgekit-good").is_file()
+
+    def unrescued(metadata):  # the sibling failed too: nothing passing stands in for int8
+        rescued_int8(metadata)
+        metadata["models"][-1]["verdict"] = {"ok": False, "violations": ["accuracy drops 1 pt"]}
+
+    failed = copy_bundle(digits, tmp_path / "b" / "digits" / "bundle", unrescued)
+    assert default_model(open_bundle(failed, verify=False)) == "tflite-int8"
+    refused = run_module("deploy", "local", "--task", "digits", "--artifacts",
+                         str(tmp_path / "b"), "--dir", str(tmp_path / "pi-b"))
+    assert_one_error_line(refused, "default model tflite-int8 failed its export checks")
+
+
 # --- 7. malformed metadata, bad options ----------------------------------------------------------
 
 @pytest.mark.parametrize("edit, needle", [

@@ -31,9 +31,12 @@ VENV = Path(sys.prefix)  # the test's own environment, TensorFlow included
 # Small but real: 100 images per class, 5 epochs; export without the slow latency runs. (40 and
 # 3 epochs left a model so unsettled that its int8 failed the export's thresholds in some runs
 # (0.89 pt lost, limit 0.67), and the deploy gate rightly refused it.) The single convnet: the
-# fog path is under test here, not the digits default (a pair trains twice).
+# fog path is under test here, not the digits default (a pair trains twice). CI stop 34: even
+# 100 images and 5 epochs left an int8 at -1.33 pt (limit 0.67) in one run, so the export here
+# writes float32 and float16 only: the deploy gate on int8 verdicts has its own tests
+# (test_reliability.py), and this one must not hang on a tiny model's quantisation luck.
 TRAIN_ARGS = "--embedded --arch convnet --limit-per-class 100 --epochs 5 --batch-size 16"
-EXPORT_ARGS = "--calibration-count 100 --latency-runs 2"
+EXPORT_ARGS = "--formats tflite-fp32,tflite-fp16 --calibration-count 100 --latency-runs 2"
 
 
 @pytest.fixture(scope="module")

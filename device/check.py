@@ -28,8 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from device.backends import load_classifier
-from device.bundle import (PREFERENCE, RESCUE_SUFFIX, open_bundle, sha256_of, verdict_state,
-                           verdict_summary)
+from device.bundle import (
+    PREFERENCE,
+    RESCUE_SUFFIX,
+    open_bundle,
+    sha256_of,
+    verdict_state,
+    verdict_summary,
+)
 from device.errors import UserError
 from device.preprocess import to_input
 

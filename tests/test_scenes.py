@@ -18,12 +18,25 @@ import pytest
 
 from device.camera import flatten_light, parse_roi, roi_for
 from device.footage import (
+    digit_on_paper,
     digits_on_real_paper,
     empty_scene,
     fruit_on_surface,
     page_without_digit,
 )
-from device.ink import digit_groups, ink_strokes, pen_mask, read_digit
+from device.ink import (
+    FIND_SIDE,
+    WORK_SIDE,
+    ZOOM_MAX_DEPTH,
+    ZOOM_SIDE,
+    digit_groups,
+    find_digit,
+    fine_depth,
+    ink_strokes,
+    pen_mask,
+    read_digit,
+    zoom_window,
+)
 from device.locate import locate
 from device.pipeline import FramePipeline
 from device.result import BLANK_FRAME, NO_INK, NO_SUBJECT, NOTHING
@@ -190,6 +203,38 @@ def test_ink_step_reads_the_digit_nearest_the_centre_and_counts_the_others(mnist
                                      stroke=3, shadow=False, max_tilt=5)
         reading = read_digit(frame)
         assert reading.patch is not None and reading.others == others
+
+
+def test_a_fine_pen_in_a_whole_frame_is_read_again_around_its_digit(mnist):
+    """Issue 16: a 640x480 frame shrinks 6 times to find the digit; a fine pen's patch is read
+    again from a square twice the digit's size around it (the other digits counted on the
+    whole frame), and a thick digit is read once."""
+    x, _ = mnist
+    rng = np.random.default_rng(8)
+    frame = digits_on_real_paper([x[3], x[4]], rng, pen="black", paper="ruled", stroke=1.5,
+                                 shadow=True, max_tilt=10)
+    gray = cv2.extractChannel(frame, 1)
+    found = find_digit(gray, WORK_SIDE)
+    assert found.digit is not None and found.factor == 6
+    assert fine_depth(found) <= ZOOM_MAX_DEPTH
+    rows, cols = zoom_window(found, gray.shape)
+    ys, xs = np.nonzero(found.digit)
+    tall = (ys.max() + 1 - ys.min()) * found.factor
+    wide = (xs.max() + 1 - xs.min()) * found.factor
+    side = max(rows.stop - rows.start, cols.stop - cols.start)
+    assert abs(side - ZOOM_SIDE * max(tall, wide)) <= 2
+    assert rows.start <= ys.min() * found.factor and (ys.max() + 1) * found.factor <= rows.stop
+    assert cols.start <= xs.min() * found.factor and (xs.max() + 1) * found.factor <= cols.stop
+    again = find_digit(gray[rows, cols], FIND_SIDE)
+    assert again.factor < found.factor
+    reading = read_digit(frame)
+    assert reading.others == 1
+    assert np.array_equal(reading.patch, again.patch())
+    assert not np.array_equal(reading.patch, found.patch())
+    thick = digit_on_paper(x[3], rng)
+    once = find_digit(cv2.extractChannel(thick, 1), WORK_SIDE)
+    assert fine_depth(once) > ZOOM_MAX_DEPTH
+    assert np.array_equal(read_digit(thick).patch, once.patch())
 
 
 def test_a_fine_pen_on_printed_paper_stays_one_digit(data_dir):

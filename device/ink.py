@@ -56,9 +56,9 @@ FIND_SIDE = 60
 #: nothing (0.967 / 0.969): the gain is in the local flattening and threshold.
 ZOOM_SIDE = 2.0
 #: Only a digit whose ink is at most this deep in the first work image (work pixels from a
-#: stroke's middle to its edge: a fine pen; MNIST's own strokes on paper are 2.9-7.8) gets
-#: the second look: it costs about 1 ms, and every digit read twice put the camera step at
-#: 3.3-3.7 ms in ``device bench``, against the 2 ms budget.
+#: stroke's middle to its edge: a fine pen; MNIST's own strokes on paper, 10th-90th
+#: percentile, are 2.9-7.8) gets the second look: it costs about 1 ms, and every digit
+#: read twice put the camera step at 3.3-3.7 ms in ``device bench``, against 2 ms.
 ZOOM_MAX_DEPTH = 1.5
 #: Inkness below this is paper, its printed lines or noise, whatever the pen: a stroke must
 #: reach it somewhere (hysteresis seeds) ...

@@ -161,6 +161,8 @@ def main() -> None:
                         help="digits: repeat on this many draws and print their means")
     parser.add_argument("--brief", action="store_true", help="no per-tag breakdowns")
     args = parser.parse_args()
+    if args.draws < 1:
+        parser.error("--draws: give 1 or more draws")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = with_camera(args.bundle, args.camera, Path(tmp))
         rows = fruits(bundle, args.per_class) if args.task == "fruits" else \
